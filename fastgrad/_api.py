@@ -1,0 +1,470 @@
+"""The public API: validation, the workspace cache, and the calls into the kernels.
+
+Every public function checks all of its arguments before any kernel runs, so an
+exception always leaves the parameters exactly as they were. The kernels in
+``_kernels.pyx`` trust what arrives here.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import threading
+from collections import OrderedDict
+from typing import NamedTuple
+
+import numpy as np
+
+from fastgrad import _kernels
+
+__all__ = [
+    "Params", "Gradients", "SparseRows", "init_params", "predict_proba", "predict", "loss",
+    "loss_and_grad", "sgd_step", "set_num_threads", "get_num_threads", "choose_path",
+]
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_BLAS_INT_MAX = 2**31 - 1
+_PATHS = ("auto", "dense", "factored")
+
+
+class Params(NamedTuple):
+    """The network's parameters, in the order of the derivation.
+
+    L (V, d) embeddings, W (m*d, Dh), b1 (Dh,), U (Dh, Nc), b2 (Nc,). Wrapping
+    arrays in Params copies nothing: training updates land in those arrays.
+    All five must share one float dtype (float32 or float64) and be C-contiguous.
+    """
+
+    L: np.ndarray
+    W: np.ndarray
+    b1: np.ndarray
+    U: np.ndarray
+    b2: np.ndarray
+
+
+class SparseRows(NamedTuple):
+    """Gradient of the embedding table at the rows a batch touched.
+
+    rows (k,) int64, sorted and unique; values (k, d): the summed gradient of
+    each of those rows (a row used twice in a batch holds both contributions).
+    """
+
+    rows: np.ndarray
+    values: np.ndarray
+
+    def to_dense(self, n_vocab: int) -> np.ndarray:
+        """The same gradient as a dense (n_vocab, d) array."""
+        n_vocab = int(n_vocab)
+        if self.rows.size and n_vocab <= int(self.rows[-1]):
+            raise ValueError(f"n_vocab={n_vocab} is too small for row {int(self.rows[-1])}")
+        dense = np.zeros((n_vocab, self.values.shape[1]), dtype=self.values.dtype)
+        dense[self.rows] = self.values
+        return dense
+
+
+class Gradients(NamedTuple):
+    """Gradients of the mean loss: L as SparseRows, the others dense, in Params' order."""
+
+    L: SparseRows
+    W: np.ndarray
+    b1: np.ndarray
+    U: np.ndarray
+    b2: np.ndarray
+
+
+# ---------------------------------------------------------------------------
+# Threads
+# ---------------------------------------------------------------------------
+
+def _default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_n_threads = _default_threads()
+
+
+def set_num_threads(n_threads: int) -> None:
+    """Set the threads of fastgrad's row-parallel loops and, when threadpoolctl is
+    installed, cap the BLAS behind scipy at the same number so the two layers
+    never oversubscribe the cores. Results are identical for a given count."""
+    global _n_threads
+    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral) \
+            or n_threads < 1:
+        raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
+    _n_threads = int(n_threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=_n_threads, user_api="blas")
+
+
+def get_num_threads() -> int:
+    """The thread count of fastgrad's own loops (see set_num_threads)."""
+    return _n_threads
+
+
+# ---------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------
+
+class _Shape(NamedTuple):
+    dtype: np.dtype
+    n_vocab: int
+    embed_dim: int
+    n_features: int
+    hidden: int
+    n_classes: int
+
+
+def _check_params(p, *, writeable: bool) -> _Shape:
+    if not isinstance(p, Params):
+        if isinstance(p, (tuple, list)) and len(p) == 5:
+            p = Params(*p)
+        else:
+            raise TypeError("p must be a fastgrad.Params (L, W, b1, U, b2), "
+                            f"got {type(p).__name__}")
+    ndims = {"L": 2, "W": 2, "b1": 1, "U": 2, "b2": 1}
+    dtype = None
+    for name, arr in zip(Params._fields, p):
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"p.{name} must be a numpy array, got {type(arr).__name__}")
+        if arr.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"p.{name} must be float32 or float64, got {arr.dtype}")
+        if dtype is None:
+            dtype = arr.dtype
+        elif arr.dtype != dtype:
+            raise TypeError(f"p.{name} is {arr.dtype} but p.L is {dtype}: "
+                            "all parameters must share one dtype")
+        if arr.ndim != ndims[name]:
+            raise ValueError(f"p.{name} must be {ndims[name]}-D, got shape {arr.shape}")
+        if not arr.flags.c_contiguous:
+            raise ValueError(f"p.{name} must be C-contiguous (parameters are used in place "
+                             "and never copied); pass np.ascontiguousarray(...) once")
+        if arr.size == 0:
+            raise ValueError(f"p.{name} is empty (shape {arr.shape})")
+        if writeable and not arr.flags.writeable:
+            raise ValueError(f"p.{name} is read-only, but this call updates it in place")
+    n_vocab, d = p.L.shape
+    width, hidden = p.W.shape
+    if width % d:
+        raise ValueError(f"p.W has {width} rows, not a multiple of the embedding size "
+                         f"d={d} (p.L is {p.L.shape})")
+    if p.b1.shape != (hidden,):
+        raise ValueError(f"p.b1 must have shape ({hidden},) to match p.W {p.W.shape}, "
+                         f"got {p.b1.shape}")
+    if p.U.shape[0] != hidden:
+        raise ValueError(f"p.U must have {hidden} rows to match p.W {p.W.shape}, "
+                         f"got shape {p.U.shape}")
+    n_classes = p.U.shape[1]
+    if p.b2.shape != (n_classes,):
+        raise ValueError(f"p.b2 must have shape ({n_classes},) to match p.U {p.U.shape}, "
+                         f"got {p.b2.shape}")
+    if writeable:
+        arrays = list(zip(Params._fields, p))
+        for i, (name_a, a) in enumerate(arrays):
+            for name_b, b in arrays[i + 1:]:
+                if np.may_share_memory(a, b):
+                    raise ValueError(f"p.{name_a} and p.{name_b} share memory; "
+                                     "parameters updated in place must not overlap")
+    return _Shape(dtype, n_vocab, d, width // d, hidden, n_classes)
+
+
+def _check_sizes(shape: _Shape, n: int) -> None:
+    m, d, hidden, nc = shape.n_features, shape.embed_dim, shape.hidden, shape.n_classes
+    sizes = {"N": n, "N*m": n * m, "m*d": m * d, "m*d*Dh": m * d * hidden,
+             "Dh*Nc": hidden * nc, "N*Nc": n * nc, "N*Dh": n * hidden,
+             "|V|": shape.n_vocab}
+    for what, size in sizes.items():
+        if size > _BLAS_INT_MAX:
+            raise ValueError(f"{what} = {size} exceeds 2**31-1, the largest size that "
+                             "BLAS's 32-bit integers can hold; split the batch or "
+                             "shrink the model")
+
+
+def _as_index_array(arr, name: str, ndim: int) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    if arr.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
+        # uint64 values >= 2**63 wrap negative here, and are refused as out of range
+        arr = arr.astype(np.int64)
+    return arr
+
+
+def _copy_checked(src: np.ndarray, dst: np.ndarray, upper: int, name: str,
+                  what: str) -> None:
+    """Copy indices into an int64 workspace buffer, refusing any outside [0, upper)."""
+    n_bad, first = _kernels.copy_indices(src.reshape(src.shape[0], -1), dst, upper)
+    if n_bad:
+        pos = np.unravel_index(first, src.shape)
+        where = ", ".join(str(int(i)) for i in pos)
+        raise ValueError(f"{name}[{where}] = {int(src[pos])} is outside {what} [0, {upper})"
+                         + (f" ({n_bad} entries are)" if n_bad > 1 else ""))
+
+
+def _check_lr(lr) -> float:
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+        raise TypeError(f"lr must be a real number, got {type(lr).__name__}")
+    lr = float(lr)
+    if not math.isfinite(lr) or lr < 0:
+        raise ValueError(f"lr must be finite and >= 0, got {lr}")
+    return lr
+
+
+def _check_path(path: str) -> str:
+    if path not in _PATHS:
+        raise ValueError(f"path must be one of {_PATHS}, got {path!r}")
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Workspace: every buffer a step needs, reused while the shapes stay the same
+# ---------------------------------------------------------------------------
+
+class Workspace:
+    """Buffers for one (dtype, N, m, d, Dh, Nc, |V|) shape, grown on demand.
+
+    A training loop over same-shaped batches allocates nothing after its first
+    step. Workspaces are cached per thread (see _workspace), so threads that
+    work on independent parameters never share one.
+    """
+
+    def __init__(self, shape: _Shape, n: int):
+        f = shape.dtype
+        m, d, hidden, nc = shape.n_features, shape.embed_dim, shape.hidden, shape.n_classes
+        items = n * m
+        self.shape, self.n = shape, n
+        self.idx = np.empty(items, np.int64)
+        self.y = np.zeros(n, np.int64)
+        self.h = np.empty((n, hidden), f)
+        self.theta = np.empty((n, nc), f)
+        self.row_loss = np.empty(n, np.float64)
+        self.value_slot = np.full(shape.n_vocab, -1, np.int64)
+        self._backward = False
+        self._dense = False
+        self._factored = False
+        self._n_threads = 0
+        self._key_capacity = 0
+
+    def need_backward(self, n_threads: int) -> None:
+        shape, n = self.shape, self.n
+        f, items = shape.dtype, n * shape.n_features
+        if not self._backward:
+            self.delta2 = np.empty((n, shape.hidden), f)
+            self.dW = np.empty((shape.n_features * shape.embed_dim, shape.hidden), f)
+            self.dU = np.empty((shape.hidden, shape.n_classes), f)
+            self.db1 = np.empty(shape.hidden, f)
+            self.db2 = np.empty(shape.n_classes, f)
+            self.grad_rows = np.empty(items, np.int64)
+            self.group_ptr = np.empty(items + 1, np.int64)
+            self.members = np.empty(items, np.int64)
+            self._backward = True
+        if self._n_threads < n_threads:
+            self.scratch = np.empty((n_threads, shape.embed_dim), f)
+            self._n_threads = n_threads
+
+    def need_dense(self) -> None:
+        if not self._dense:
+            shape = self.shape
+            self.x = np.empty((self.n, shape.n_features * shape.embed_dim), shape.dtype)
+            self._dense = True
+
+    def group_slots(self) -> int:
+        """Group the batch in self.idx by (slot, row); returns K."""
+        shape, n = self.shape, self.n
+        items = n * shape.n_features
+        if not self._factored:
+            self.key_row = np.empty(items, np.int64)
+            self.key_ptr = np.empty(items + 1, np.int64)
+            self.occurrences = np.empty(items, np.int64)
+            self.pos = np.empty(items, np.int64)
+            self.slot_offsets = np.empty(shape.n_features + 1, np.int64)
+            self._factored = True
+        return _kernels.group_slots(self.idx, n, shape.n_features, shape.n_vocab,
+                                    self.value_slot, self.key_row, self.key_ptr,
+                                    self.occurrences, self.pos, self.slot_offsets)
+
+    def need_keys(self, n_keys: int) -> None:
+        """Room for n_keys (slot, row) products; grows by a quarter to stop regrowth."""
+        if n_keys > self._key_capacity:
+            shape = self.shape
+            cap = min(self.n * shape.n_features, n_keys + n_keys // 4 + 16)
+            self.xu = np.empty((cap, shape.embed_dim), shape.dtype)
+            self.products = np.empty((cap, shape.hidden), shape.dtype)
+            self._key_capacity = cap
+
+    def grad_values_for(self, k_rows: int) -> np.ndarray:
+        """A fresh (k_rows, d) array for the embedding gradient handed to the user."""
+        return np.empty((k_rows, self.shape.embed_dim), self.shape.dtype)
+
+
+_local = threading.local()
+_CACHE_SIZE = 4
+
+
+def _workspace(shape: _Shape, n: int) -> Workspace:
+    cache = getattr(_local, "cache", None)
+    if cache is None:
+        cache = _local.cache = OrderedDict()
+    key = (shape, n)
+    ws = cache.get(key)
+    if ws is None:
+        ws = cache[key] = Workspace(shape, n)
+        while len(cache) > _CACHE_SIZE:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    return ws
+
+
+# ---------------------------------------------------------------------------
+# Path choice: dense products over N*m occurrences, or factored over K keys
+# ---------------------------------------------------------------------------
+
+# The factored path replaces the big products' N*m rows by K rows, but sums
+# K-row products back into N rows (forward) and δ2 rows into K keys (backward):
+# N*m*Dh additions each, which run slower per element than GEMM's fused
+# multiply-adds. ADD_COST is that price in GEMM multiply-adds, measured on the
+# bench configs (python -m fastgrad bench --path ...).
+ADD_COST = 3.0
+
+
+def choose_path(n: int, n_features: int, embed_dim: int, hidden: int, n_keys: int,
+                backward: bool = True) -> str:
+    """'dense' or 'factored': the cheaper by the cost model, given K = n_keys."""
+    occurrences = n * n_features
+    products = 3 if backward else 1
+    adds = 2 if backward else 1
+    dense = products * occurrences * embed_dim * hidden
+    factored = products * n_keys * embed_dim * hidden + adds * ADD_COST * occurrences * hidden
+    return "factored" if factored < dense else "dense"
+
+
+_MIN_ROWS_TO_FACTOR = 16
+
+
+def _prepare(p, idx, y, path, *, writeable: bool, backward: bool):
+    """Validate everything, fill the workspace's index buffers, pick the path."""
+    shape = _check_params(p, writeable=writeable)
+    path = _check_path(path)
+    idx = _as_index_array(idx, "idx", 2)
+    n = idx.shape[0]
+    if n == 0:
+        raise ValueError("idx is an empty batch (0 rows)")
+    if idx.shape[1] != shape.n_features:
+        raise ValueError(f"idx must have {shape.n_features} columns (p.W has "
+                         f"{shape.n_features}*{shape.embed_dim} rows), got shape {idx.shape}")
+    if y is not None:
+        y = _as_index_array(y, "y", 1)
+        if y.shape[0] != n:
+            raise ValueError(f"y must have length {n} (the rows of idx), got {y.shape[0]}")
+    _check_sizes(shape, n)
+    ws = _workspace(shape, n)
+    _copy_checked(idx, ws.idx, shape.n_vocab, "idx", "the vocabulary")
+    if y is not None:
+        _copy_checked(y, ws.y, shape.n_classes, "y", "the classes")
+    if path == "auto":
+        path = "dense"
+        if n >= _MIN_ROWS_TO_FACTOR:
+            n_keys = ws.group_slots()
+            path = choose_path(n, shape.n_features, shape.embed_dim, shape.hidden, n_keys,
+                               backward)
+    elif path == "factored":
+        n_keys = ws.group_slots()
+    if path == "dense":
+        ws.need_dense()
+    else:
+        ws.need_keys(n_keys)
+    if backward:
+        ws.need_backward(_n_threads)
+    return Params(*p), ws, n, path
+
+
+def _run(mode: int, p: Params, ws: Workspace, n: int, path: str, lr: float = 0.0):
+    kernel_path = _kernels.PATH_DENSE if path == "dense" else _kernels.PATH_FACTORED
+    return _kernels.run_step(mode, kernel_path, p.L, p.W, p.b1, p.U, p.b2, ws.idx, ws.y, n,
+                             lr, ws, _n_threads)
+
+
+# ---------------------------------------------------------------------------
+# Public functions
+# ---------------------------------------------------------------------------
+
+def init_params(n_vocab: int, n_features: int, embed_dim: int, hidden: int, n_classes: int,
+                dtype=np.float32, seed=None) -> Params:
+    """Fresh parameters for the network.
+
+    Initialisation: L uniform in ±sqrt(3/d), so each embedding has an expected
+    squared norm of 1; W and U Glorot-uniform (±sqrt(6/(fan_in + fan_out)));
+    b1 and b2 zero. ``seed`` is an int, None, or a numpy Generator.
+    """
+    sizes = {"n_vocab": n_vocab, "n_features": n_features, "embed_dim": embed_dim,
+             "hidden": hidden, "n_classes": n_classes}
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    dtype = np.dtype(dtype)
+    if dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    width = n_features * embed_dim
+
+    def uniform(limit, shape):
+        return rng.uniform(-limit, limit, size=shape).astype(dtype)
+
+    return Params(
+        L=uniform(math.sqrt(3.0 / embed_dim), (n_vocab, embed_dim)),
+        W=uniform(math.sqrt(6.0 / (width + hidden)), (width, hidden)),
+        b1=np.zeros(hidden, dtype),
+        U=uniform(math.sqrt(6.0 / (hidden + n_classes)), (hidden, n_classes)),
+        b2=np.zeros(n_classes, dtype),
+    )
+
+
+def predict_proba(p, idx, *, path: str = "auto") -> np.ndarray:
+    """Softmax probabilities, shape (N, Nc), in the parameters' dtype."""
+    p, ws, n, path = _prepare(p, idx, None, path, writeable=False, backward=False)
+    _run(_kernels.MODE_PROBA, p, ws, n, path)
+    return ws.theta.copy()
+
+
+def predict(p, idx, *, path: str = "auto") -> np.ndarray:
+    """The most probable class of each row, shape (N,), int64."""
+    return np.argmax(predict_proba(p, idx, path=path), axis=1)
+
+
+def loss(p, idx, y, *, path: str = "auto") -> float:
+    """Mean cross-entropy of the batch (NaN when a parameter it uses is NaN)."""
+    p, ws, n, path = _prepare(p, idx, y, path, writeable=False, backward=False)
+    return float(_run(_kernels.MODE_LOSS, p, ws, n, path)[0])
+
+
+def loss_and_grad(p, idx, y, *, path: str = "auto"):
+    """(mean loss, Gradients): g.L is SparseRows, the others dense arrays."""
+    p, ws, n, path = _prepare(p, idx, y, path, writeable=False, backward=True)
+    value, k_rows, values = _run(_kernels.MODE_GRAD, p, ws, n, path)
+    return float(value), Gradients(
+        L=SparseRows(ws.grad_rows[:k_rows].copy(), values),
+        W=ws.dW.copy(), b1=ws.db1.copy(), U=ws.dU.copy(), b2=ws.db2.copy())
+
+
+def sgd_step(p, idx, y, lr, *, path: str = "auto") -> float:
+    """One SGD step in place: every parameter -= lr * its gradient (L at touched rows).
+
+    Returns the mean loss before the update. If that loss is not finite (a NaN
+    or Inf in the parameters), nothing is written and FloatingPointError is raised.
+    """
+    lr = _check_lr(lr)
+    p, ws, n, path = _prepare(p, idx, y, path, writeable=True, backward=True)
+    value = float(_run(_kernels.MODE_SGD, p, ws, n, path, lr)[0])
+    if not math.isfinite(value):
+        raise FloatingPointError(f"the loss is {value}: p holds NaN or Inf where this batch "
+                                 "reads it; no parameter was updated")
+    return value

@@ -1,0 +1,568 @@
+# cython: language_level=3
+"""Compiled kernels of the embedding-window network.
+
+Design
+------
+One training step of the network in DEVELOPERS.md is six matrix products
+(xW, hU, hᵀδ1, δ1Uᵀ, xᵀδ2, δ2Wᵀ) glued together by cheap row-wise work. The
+products go to BLAS through the typed layer in ``_blas.pxd``; everything else
+is written here as small ``noexcept nogil`` per-row functions, driven by
+``prange`` loops over rows (OpenMP when the build has it, serial otherwise).
+
+Layers, bottom to top:
+
+1. per-row functions (``softmax_xent_row``, ``sum_rows``): pure C, no GIL;
+2. row-parallel loops over them (``gather_rows``, ``bias_relu_rows``, ...),
+   each parallel over output rows so no two threads ever write the same row:
+   the result is the same for every thread count, and bit-identical from run
+   to run;
+3. ``run_step``: one pass of forward and backward on the dense or the
+   factored path, writing only into caller-provided buffers;
+4. ``fastgrad._api``: validation, the workspace cache and the public API.
+   Nothing here checks its input: the API has done it before any kernel runs.
+
+Two paths compute the same numbers:
+
+* dense: x = [L[w_0] ... L[w_{m-1}]] is gathered into an (N, m*d) buffer and
+  the products run over it, exactly as the derivation reads;
+* factored: xW = Σ_j L[w_j] W_j, so each distinct (slot, row) pair of the batch
+  is multiplied once. ``group_by_value`` groups the occurrences of each slot;
+  P_j = L[uniq_j] W_j, z[n] = b1 + Σ_j P[pos(n, j)]; backward the segment
+  sums S = Σ_occurrences δ2 give dW_j = L[uniq_j]ᵀ S_j and dL rows S_j W_jᵀ.
+
+The embedding gradient is never dense: occurrences are grouped by row, each
+row's contributions are summed first (in a fixed order) and the row of L is
+touched once, with alpha = -lr in a training step.
+
+Buffers are owned by the caller (``fastgrad._api.Workspace``) and reused from
+step to step; the kernels allocate nothing.
+"""
+
+cimport cython
+from cython.parallel cimport prange, threadid
+from libc.math cimport exp, expf, log, isfinite
+from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport qsort
+from libc.string cimport memcpy, memset
+
+from fastgrad._blas cimport floating, gemm, axpy
+
+cdef extern from *:
+    """
+    #if FASTGRAD_OPENMP
+    #include <omp.h>
+    static int fastgrad_openmp_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    static int fastgrad_openmp_max_threads(void) { return 1; }
+    #endif
+    """
+    const int FASTGRAD_OPENMP
+    int fastgrad_openmp_max_threads() noexcept nogil
+
+OPENMP = bool(FASTGRAD_OPENMP)
+
+
+def openmp_max_threads():
+    """OpenMP's default thread count (1 in a build without OpenMP)."""
+    return fastgrad_openmp_max_threads()
+
+
+# What run_step computes (the public names live in fastgrad._api).
+cpdef enum:
+    MODE_PROBA = 0   # forward; theta holds the probabilities
+    MODE_LOSS = 1    # forward and loss
+    MODE_GRAD = 2    # loss and every gradient, into the workspace
+    MODE_SGD = 3     # loss and gradients, then every parameter -= lr * gradient
+
+cpdef enum:
+    PATH_DENSE = 0
+    PATH_FACTORED = 1
+
+# Rows of δ2 computed per GEMM in relu_mask_backward: a block stays in cache
+# while its ReLU mask and its share of db1 are applied.
+cdef enum:
+    BLOCK_ROWS = 64
+
+
+# ---------------------------------------------------------------------------
+# Per-row functions
+# ---------------------------------------------------------------------------
+
+cdef inline void sum_rows(const floating* src, Py_ssize_t row_len,
+                          const int64_t* members, Py_ssize_t count,
+                          floating* out) noexcept nogil:
+    """out = Σ_i src[members[i]], summed in the order of members.
+
+    IN src (rows of row_len), IN members[count] (count >= 1), OUT out[row_len].
+    """
+    cdef Py_ssize_t i, c
+    cdef const floating* row = src + members[0] * row_len
+    memcpy(out, row, row_len * sizeof(floating))
+    for i in range(1, count):
+        row = src + members[i] * row_len
+        for c in range(row_len):
+            out[c] += row[c]
+
+
+cdef inline double softmax_xent_row(floating* row, Py_ssize_t n_classes, int64_t label,
+                                    int mode, floating scale) noexcept nogil:
+    """Stable softmax and cross-entropy of one row of logits, in one pass.
+
+    IN/OUT row: logits θ; on return, by mode, the probabilities (MODE_PROBA),
+    δ1 = (ŷ - onehot(label)) * scale (MODE_GRAD, MODE_SGD), or unchanged
+    (MODE_LOSS). Returns the row's cross-entropy (0 for MODE_PROBA). The
+    exponential sum is accumulated in double; no one-hot row is ever built.
+    """
+    cdef Py_ssize_t c
+    cdef floating mx = row[0]
+    cdef floating e
+    cdef double total = 0.0
+    cdef double xent = 0.0
+    for c in range(1, n_classes):
+        if row[c] > mx:
+            mx = row[c]
+    if mode == 1:
+        for c in range(n_classes):
+            if floating is float:
+                total += expf(row[c] - mx)
+            else:
+                total += exp(row[c] - mx)
+        return log(total) - (<double> row[label] - <double> mx)
+    if mode != 0:
+        xent = -(<double> row[label] - <double> mx)
+    for c in range(n_classes):
+        if floating is float:
+            e = expf(row[c] - mx)
+        else:
+            e = exp(row[c] - mx)
+        row[c] = e
+        total += e
+    if mode == 0:
+        scale = <floating> (1.0 / total)
+        for c in range(n_classes):
+            row[c] *= scale
+        return 0.0
+    xent += log(total)
+    e = <floating> (<double> scale / total)
+    for c in range(n_classes):
+        row[c] *= e
+    row[label] -= scale
+    return xent
+
+
+# ---------------------------------------------------------------------------
+# Row-parallel loops
+# ---------------------------------------------------------------------------
+
+cdef void gather_rows(const floating* table, Py_ssize_t row_len, const int64_t* rows,
+                      Py_ssize_t n_rows, floating* out, int n_threads) noexcept nogil:
+    """out[i] = table[rows[i]] for i < n_rows.  IN table, rows; OUT out."""
+    cdef Py_ssize_t i
+    for i in prange(n_rows, num_threads=n_threads, schedule='static'):
+        memcpy(out + i * row_len, table + rows[i] * row_len, row_len * sizeof(floating))
+
+
+cdef void bias_relu_rows(floating* z, const floating* b1, Py_ssize_t n, Py_ssize_t n_hidden,
+                         int n_threads) noexcept nogil:
+    """h = relu(z + b1), in place.  IN/OUT z (n x n_hidden), IN b1."""
+    cdef Py_ssize_t i, c
+    cdef floating v
+    cdef floating* row
+    for i in prange(n, num_threads=n_threads, schedule='static'):
+        row = z + i * n_hidden
+        for c in range(n_hidden):
+            v = row[c] + b1[c]
+            row[c] = v if v > 0 else 0
+
+
+cdef void sum_slot_products_relu(const floating* products, const int64_t* pos,
+                                 Py_ssize_t n, Py_ssize_t n_slots, Py_ssize_t n_hidden,
+                                 const floating* b1, floating* h, int n_threads) noexcept nogil:
+    """Factored forward: h[i] = relu(b1 + Σ_j products[pos[i, j]]).
+
+    IN products (K x n_hidden): row u is L[row of u] W_slot(u)
+    IN pos (n x n_slots): the product row of each (example, slot)
+    OUT h (n x n_hidden)
+    """
+    cdef Py_ssize_t i, j, c
+    cdef floating* out
+    cdef const floating* src
+    for i in prange(n, num_threads=n_threads, schedule='static'):
+        out = h + i * n_hidden
+        memcpy(out, b1, n_hidden * sizeof(floating))
+        for j in range(n_slots):
+            src = products + pos[i * n_slots + j] * n_hidden
+            for c in range(n_hidden):
+                out[c] += src[c]
+        for c in range(n_hidden):
+            if out[c] < 0:
+                out[c] = 0
+
+
+cdef void softmax_xent_rows(floating* theta, const int64_t* y, Py_ssize_t n,
+                            Py_ssize_t n_classes, int mode, floating scale,
+                            double* row_loss, int n_threads) noexcept nogil:
+    """softmax_xent_row over every row; per-row losses go to row_loss so the
+    batch sum can be taken serially, in a fixed order, whatever the threads."""
+    cdef Py_ssize_t i
+    cdef int64_t label
+    for i in prange(n, num_threads=n_threads, schedule='static'):
+        label = y[i] if mode != 0 else 0
+        row_loss[i] = softmax_xent_row(theta + i * n_classes, n_classes, label, mode, scale)
+
+
+cdef void sum_groups(const floating* src, Py_ssize_t row_len, const int64_t* group_ptr,
+                     const int64_t* members, Py_ssize_t n_groups, floating* out,
+                     int n_threads) noexcept nogil:
+    """Segment sum: out[g] = Σ src[members[group_ptr[g] : group_ptr[g+1]]].
+
+    IN src rows, IN the groups (CSR), OUT out (n_groups x row_len).
+    """
+    cdef Py_ssize_t g
+    for g in prange(n_groups, num_threads=n_threads, schedule='static'):
+        sum_rows(src, row_len, members + group_ptr[g], group_ptr[g + 1] - group_ptr[g],
+                 out + g * row_len)
+
+
+cdef void scatter_add_groups(const floating* src, Py_ssize_t row_len,
+                             const int64_t* group_ptr, const int64_t* members,
+                             const int64_t* group_rows, Py_ssize_t n_groups, floating alpha,
+                             floating* table, floating* scratch, int n_threads) noexcept nogil:
+    """table[group_rows[g]] += alpha * Σ src[members of g], each row of table touched once.
+
+    IN src rows and the groups; IN/OUT table; scratch: n_threads x row_len.
+    """
+    cdef Py_ssize_t g
+    cdef floating* acc
+    for g in prange(n_groups, num_threads=n_threads, schedule='static'):
+        acc = scratch + threadid() * row_len
+        sum_rows(src, row_len, members + group_ptr[g], group_ptr[g + 1] - group_ptr[g], acc)
+        axpy(<int> row_len, alpha, acc, table + group_rows[g] * row_len)
+
+
+cdef void relu_mask_backward(const floating* delta1, const floating* U, const floating* h,
+                             Py_ssize_t n, Py_ssize_t n_classes, Py_ssize_t n_hidden,
+                             floating* delta2, floating* db1) noexcept nogil:
+    """δ2 = δ1 Uᵀ ∘ relu'(z) and db1 = Σ_rows δ2, one block of rows at a time.
+
+    Each block's product is masked (relu'(z) = [h > 0]) and summed into db1
+    while it is still in cache: no mask array, no second sweep over δ2.
+    IN delta1 (n x n_classes), U (n_hidden x n_classes), h (n x n_hidden)
+    OUT delta2 (n x n_hidden), db1 (n_hidden)
+    """
+    cdef Py_ssize_t start, rows, i, c
+    cdef floating* out
+    cdef const floating* hrow
+    memset(db1, 0, n_hidden * sizeof(floating))
+    start = 0
+    while start < n:
+        rows = min(<Py_ssize_t> BLOCK_ROWS, n - start)
+        gemm(False, True, <int> rows, <int> n_hidden, <int> n_classes,
+             <floating> 1, delta1 + start * n_classes, <int> n_classes,
+             U, <int> n_classes, <floating> 0, delta2 + start * n_hidden, <int> n_hidden)
+        for i in range(start, start + rows):
+            out = delta2 + i * n_hidden
+            hrow = h + i * n_hidden
+            for c in range(n_hidden):
+                if hrow[c] <= 0:
+                    out[c] = 0
+                db1[c] += out[c]
+        start += rows
+
+
+cdef void column_sums(const floating* a, Py_ssize_t n, Py_ssize_t n_cols,
+                      floating* out) noexcept nogil:
+    """out = Σ_rows a.  IN a (n x n_cols), OUT out (n_cols)."""
+    cdef Py_ssize_t i, c
+    memset(out, 0, n_cols * sizeof(floating))
+    for i in range(n):
+        for c in range(n_cols):
+            out[c] += a[i * n_cols + c]
+
+
+# ---------------------------------------------------------------------------
+# Grouping occurrences by value (counting sort with a |V|-sized slot table)
+# ---------------------------------------------------------------------------
+
+cdef int compare_int64(const void* a, const void* b) noexcept nogil:
+    cdef int64_t x = (<const int64_t*> a)[0]
+    cdef int64_t y = (<const int64_t*> b)[0]
+    return (x > y) - (x < y)
+
+
+cdef Py_ssize_t group_by_value(const int64_t* values, Py_ssize_t n_items, Py_ssize_t stride,
+                               Py_ssize_t n_values, int64_t* value_slot,
+                               int64_t* uniq, int64_t* group_ptr, int64_t* members,
+                               int64_t* item_group, int64_t ptr_base,
+                               int64_t group_base) noexcept nogil:
+    """Group items by value; returns the number k of distinct values.
+
+    IN  values: item i has value values[i * stride], in [0, n_values)
+    IN/OUT value_slot[n_values]: all -1 on entry, restored to -1 on return
+    OUT uniq[k]: the distinct values, ascending
+    OUT group_ptr[k + 1], members[n_items]: the items of group g are
+        members[group_ptr[g] - ptr_base : group_ptr[g + 1] - ptr_base], in
+        ascending item order (so every sum over a group has a fixed order)
+    OUT item_group (may be NULL): item_group[i * stride] = group_base + g
+    Work is O(n_items + k log k), or O(n_items + n_values) when that is less.
+    """
+    cdef Py_ssize_t i, g, k = 0
+    cdef int64_t v
+    for i in range(n_items):
+        v = values[i * stride]
+        if value_slot[v] < 0:
+            value_slot[v] = k
+            uniq[k] = v
+            k += 1
+    if n_values < 32 * k:
+        # Dense enough: read the distinct values off the slot table in order.
+        g = 0
+        for v in range(n_values):
+            if value_slot[v] >= 0:
+                uniq[g] = v
+                g += 1
+    else:
+        qsort(uniq, k, sizeof(int64_t), compare_int64)
+    for g in range(k):
+        value_slot[uniq[g]] = g
+    # Counting sort: count into group_ptr[g + 1], then shift so that placing
+    # the items advances each group's start to its end.
+    memset(group_ptr, 0, (k + 1) * sizeof(int64_t))
+    for i in range(n_items):
+        group_ptr[value_slot[values[i * stride]] + 1] += 1
+    v = 0
+    for g in range(k):
+        i = group_ptr[g + 1]
+        group_ptr[g + 1] = v
+        v += i
+    for i in range(n_items):
+        g = value_slot[values[i * stride]]
+        members[group_ptr[g + 1]] = i
+        group_ptr[g + 1] += 1
+        if item_group != NULL:
+            item_group[i * stride] = group_base + g
+    for g in range(k):
+        value_slot[uniq[g]] = -1
+    if ptr_base != 0:
+        for g in range(k + 1):
+            group_ptr[g] += ptr_base
+    return k
+
+
+def group_slots(const int64_t[::1] idx, Py_ssize_t n, Py_ssize_t n_slots, Py_ssize_t n_vocab,
+                int64_t[::1] value_slot, int64_t[::1] key_row, int64_t[::1] key_ptr,
+                int64_t[::1] occurrences, int64_t[::1] pos, int64_t[::1] slot_offsets):
+    """Group the batch's occurrences by (slot, row); returns K = Σ_j K_j.
+
+    IN  idx (n * n_slots, row-major (n, n_slots))
+    OUT key_row[K]: the row of each (slot, row) key, slots in order, rows ascending
+    OUT key_ptr[K + 1], occurrences[n * n_slots]: the examples of key u are
+        occurrences[key_ptr[u] : key_ptr[u + 1]]
+    OUT pos[n * n_slots]: the key of each (example, slot)
+    OUT slot_offsets[n_slots + 1]: slot j owns keys slot_offsets[j] : slot_offsets[j + 1]
+    """
+    cdef Py_ssize_t j, k
+    cdef int64_t offset = 0
+    with nogil:
+        for j in range(n_slots):
+            slot_offsets[j] = offset
+            k = group_by_value(&idx[j], n, n_slots, n_vocab, &value_slot[0],
+                               &key_row[offset], &key_ptr[offset], &occurrences[j * n],
+                               &pos[j], j * n, offset)
+            offset += k
+        slot_offsets[n_slots] = offset
+    return offset
+
+
+def group_rows(const int64_t[::1] rows, Py_ssize_t n_items, Py_ssize_t n_vocab,
+               int64_t[::1] value_slot, int64_t[::1] uniq, int64_t[::1] group_ptr,
+               int64_t[::1] members):
+    """Group items by row of L; returns the number of distinct rows (see group_by_value)."""
+    cdef Py_ssize_t k
+    with nogil:
+        k = group_by_value(&rows[0], n_items, 1, n_vocab, &value_slot[0], &uniq[0],
+                           &group_ptr[0], &members[0], NULL, 0, 0)
+    return k
+
+
+ctypedef fused index_t:
+    int32_t
+    int64_t
+
+
+def copy_indices(const index_t[:, :] src, int64_t[::1] dst, Py_ssize_t upper):
+    """Copy an integer index array into dst (C order) and count the entries outside
+    [0, upper). Returns (n_bad, first bad flat position or -1)."""
+    cdef Py_ssize_t i, j, n = src.shape[0], m = src.shape[1]
+    cdef Py_ssize_t n_bad = 0, first = -1
+    cdef int64_t v
+    with nogil:
+        for i in range(n):
+            for j in range(m):
+                v = <int64_t> src[i, j]
+                dst[i * m + j] = v
+                if v < 0 or v >= upper:
+                    if n_bad == 0:
+                        first = i * m + j
+                    n_bad += 1
+    return n_bad, first
+
+
+# ---------------------------------------------------------------------------
+# One step
+# ---------------------------------------------------------------------------
+
+def run_step(int mode, int path,
+             const floating[:, ::1] L, const floating[:, ::1] W, const floating[::1] b1,
+             const floating[:, ::1] U, const floating[::1] b2,
+             const int64_t[::1] idx, const int64_t[::1] y, Py_ssize_t n, floating lr,
+             ws, int n_threads):
+    """One forward (and, by mode, backward) pass; see the MODE_* constants.
+
+    IN  parameters L, W, b1, U, b2; idx (n*m) and y (n) as int64, already checked
+    IN  ws: a fastgrad._api.Workspace holding every buffer (OUT: theta holds the
+        probabilities in MODE_PROBA; dW, dU, db1, db2 the dense gradients and
+        grad_rows/grad_values the embedding gradient in MODE_GRAD)
+    IN/OUT in MODE_SGD every parameter, updated in place only when the loss is finite
+    Returns (mean loss, number k of touched rows of L, and in MODE_GRAD a fresh
+    (k, d) array of their gradients, else None).
+    """
+    cdef Py_ssize_t n_vocab = L.shape[0], d = L.shape[1]
+    cdef Py_ssize_t n_slots = W.shape[0] // d, n_hidden = W.shape[1], n_classes = U.shape[1]
+    cdef Py_ssize_t width = n_slots * d, i, j, k_rows = 0, n_keys = 0, key0, n_key_j
+    cdef double loss = 0.0
+    cdef floating inv_n = <floating> (1.0 / n)
+    cdef bint backward = mode >= 2
+
+    cdef floating* pL = <floating*> &L[0, 0]
+    cdef floating* pW = <floating*> &W[0, 0]
+    cdef floating* pb1 = <floating*> &b1[0]
+    cdef floating* pU = <floating*> &U[0, 0]
+    cdef floating* pb2 = <floating*> &b2[0]
+
+    cdef floating[:, ::1] h = ws.h
+    cdef floating[:, ::1] theta = ws.theta
+    cdef double[::1] row_loss = ws.row_loss
+    cdef floating[:, ::1] x          # dense: the gathered inputs, later dL per occurrence
+    cdef floating[:, ::1] xu         # factored: L[key rows], later dL per key
+    cdef floating[:, ::1] products   # factored: P, later the segment sums S
+    cdef floating[:, ::1] delta2, dW, dU, scratch
+    cdef floating[::1] db1, db2
+    cdef int64_t[::1] key_row, key_ptr, occurrences, pos, slot_offsets
+    cdef int64_t[::1] grad_rows, group_ptr, members, value_slot
+
+    if path == PATH_DENSE:
+        x = ws.x
+    else:
+        xu = ws.xu
+        products = ws.products
+        key_row = ws.key_row
+        key_ptr = ws.key_ptr
+        occurrences = ws.occurrences
+        pos = ws.pos
+        slot_offsets = ws.slot_offsets
+        n_keys = slot_offsets[n_slots]
+    if backward:
+        delta2 = ws.delta2
+        dW = ws.dW
+        dU = ws.dU
+        db1 = ws.db1
+        db2 = ws.db2
+        grad_rows = ws.grad_rows
+        group_ptr = ws.group_ptr
+        members = ws.members
+        value_slot = ws.value_slot
+        if mode == MODE_SGD:
+            scratch = ws.scratch
+
+    with nogil:
+        # ---- forward: h = relu(x W + b1), θ = h U + b2 ----
+        if path == PATH_DENSE:
+            gather_rows(pL, d, &idx[0], n * n_slots, &x[0, 0], n_threads)
+            gemm(False, False, <int> n, <int> n_hidden, <int> width, <floating> 1,
+                 &x[0, 0], <int> width, pW, <int> n_hidden, <floating> 0, &h[0, 0],
+                 <int> n_hidden)
+            bias_relu_rows(&h[0, 0], pb1, n, n_hidden, n_threads)
+        else:
+            gather_rows(pL, d, &key_row[0], n_keys, &xu[0, 0], n_threads)
+            for j in range(n_slots):
+                key0 = slot_offsets[j]
+                n_key_j = slot_offsets[j + 1] - key0
+                gemm(False, False, <int> n_key_j, <int> n_hidden, <int> d, <floating> 1,
+                     &xu[key0, 0], <int> d, pW + j * d * n_hidden, <int> n_hidden,
+                     <floating> 0, &products[key0, 0], <int> n_hidden)
+            sum_slot_products_relu(&products[0, 0], &pos[0], n, n_slots, n_hidden, pb1,
+                                   &h[0, 0], n_threads)
+        for i in range(n):
+            memcpy(&theta[i, 0], pb2, n_classes * sizeof(floating))
+        gemm(False, False, <int> n, <int> n_classes, <int> n_hidden, <floating> 1,
+             &h[0, 0], <int> n_hidden, pU, <int> n_classes, <floating> 1, &theta[0, 0],
+             <int> n_classes)
+
+        # ---- softmax, cross-entropy and δ1 = (ŷ - y) / N in one pass per row ----
+        softmax_xent_rows(&theta[0, 0], &y[0], n, n_classes, mode, inv_n, &row_loss[0],
+                          n_threads)
+        if mode != MODE_PROBA:
+            for i in range(n):
+                loss += row_loss[i]
+            loss /= n
+
+    if not backward or (mode == MODE_SGD and not isfinite(loss)):
+        return loss, 0, None
+
+    with nogil:
+        # ---- backward through the output layer: dU = hᵀ δ1, db2 = Σ δ1 ----
+        relu_mask_backward(&theta[0, 0], pU, &h[0, 0], n, n_classes, n_hidden,
+                           &delta2[0, 0], &db1[0])
+        gemm(True, False, <int> n_hidden, <int> n_classes, <int> n, <floating> 1,
+             &h[0, 0], <int> n_hidden, &theta[0, 0], <int> n_classes, <floating> 0,
+             &dU[0, 0], <int> n_classes)
+        column_sums(&theta[0, 0], n, n_classes, &db2[0])
+
+        # ---- backward through the first layer: dW, and dL per occurrence or key ----
+        if path == PATH_DENSE:
+            # dW = xᵀ δ2, then x is free: it receives δ2 Wᵀ (one row of d per occurrence)
+            gemm(True, False, <int> width, <int> n_hidden, <int> n, <floating> 1,
+                 &x[0, 0], <int> width, &delta2[0, 0], <int> n_hidden, <floating> 0,
+                 &dW[0, 0], <int> n_hidden)
+            gemm(False, True, <int> n, <int> width, <int> n_hidden, <floating> 1,
+                 &delta2[0, 0], <int> n_hidden, pW, <int> n_hidden, <floating> 0,
+                 &x[0, 0], <int> width)
+            k_rows = group_by_value(&idx[0], n * n_slots, 1, n_vocab, &value_slot[0],
+                                    &grad_rows[0], &group_ptr[0], &members[0], NULL, 0, 0)
+        else:
+            # S_u = Σ_{examples of key u} δ2 replaces P; dW_j = L[uniq_j]ᵀ S_j;
+            # then xu is free and receives S_j W_jᵀ (one row of d per key)
+            sum_groups(&delta2[0, 0], n_hidden, &key_ptr[0], &occurrences[0], n_keys,
+                       &products[0, 0], n_threads)
+            for j in range(n_slots):
+                key0 = slot_offsets[j]
+                n_key_j = slot_offsets[j + 1] - key0
+                gemm(True, False, <int> d, <int> n_hidden, <int> n_key_j, <floating> 1,
+                     &xu[key0, 0], <int> d, &products[key0, 0], <int> n_hidden,
+                     <floating> 0, &dW[j * d, 0], <int> n_hidden)
+                gemm(False, True, <int> n_key_j, <int> d, <int> n_hidden, <floating> 1,
+                     &products[key0, 0], <int> n_hidden, pW + j * d * n_hidden,
+                     <int> n_hidden, <floating> 0, &xu[key0, 0], <int> d)
+            k_rows = group_by_value(&key_row[0], n_keys, 1, n_vocab, &value_slot[0],
+                                    &grad_rows[0], &group_ptr[0], &members[0], NULL, 0, 0)
+
+    # rows of dL, one per occurrence (dense) or per key (factored), to be summed by row
+    cdef const floating* dl_items = &x[0, 0] if path == PATH_DENSE else &xu[0, 0]
+    cdef floating[:, ::1] values
+    if mode == MODE_GRAD:
+        values = ws.grad_values_for(k_rows)
+        with nogil:
+            sum_groups(dl_items, d, &group_ptr[0], &members[0], k_rows, &values[0, 0],
+                       n_threads)
+        return loss, k_rows, values.base
+
+    with nogil:
+        # ---- MODE_SGD: every parameter -= lr * its gradient, L at touched rows once ----
+        scatter_add_groups(dl_items, d, &group_ptr[0], &members[0], &grad_rows[0], k_rows,
+                           -lr, pL, &scratch[0, 0], n_threads)
+        axpy(<int> (width * n_hidden), -lr, &dW[0, 0], pW)
+        axpy(<int> n_hidden, -lr, &db1[0], pb1)
+        axpy(<int> (n_hidden * n_classes), -lr, &dU[0, 0], pU)
+        axpy(<int> n_classes, -lr, &db2[0], pb2)
+    return loss, k_rows, None

@@ -1,0 +1,65 @@
+"""Build the compiled kernels.
+
+OpenMP is used when the compiler accepts it (the row-parallel loops then run
+on several threads) and silently left out otherwise (e.g. Apple clang): the
+kernels are the same, their prange loops just run serially.
+
+FASTGRAD_CYTHON_DEBUG=1 at build time turns Cython's boundscheck, wraparound
+and initializedcheck back on, for hunting memory errors.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+
+def _compiler_accepts(flag):
+    cc = (sysconfig.get_config_var("CC") or "cc").split()
+    if not shutil.which(cc[0]):
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n")
+        result = subprocess.run(cc + [flag, src, "-o", os.path.join(tmp, "probe")],
+                                capture_output=True)
+        return result.returncode == 0
+
+
+if sys.platform == "win32":
+    openmp_compile, openmp_link = ["/openmp"], []
+    optimize = ["/O2"]
+else:
+    use_openmp = os.environ.get("FASTGRAD_OPENMP", "1") != "0" and _compiler_accepts("-fopenmp")
+    openmp_compile = openmp_link = ["-fopenmp"] if use_openmp else []
+    optimize = ["-O3"]
+
+debug = os.environ.get("FASTGRAD_CYTHON_DEBUG", "0") not in ("", "0")
+directives = {
+    "language_level": 3,
+    "boundscheck": debug,
+    "wraparound": debug,
+    "initializedcheck": debug,
+    "cdivision": True,
+}
+
+extensions = [
+    Extension(
+        "fastgrad._kernels",
+        ["fastgrad/_kernels.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                       ("FASTGRAD_OPENMP", "1" if openmp_compile else "0")],
+        extra_compile_args=optimize + openmp_compile,
+        extra_link_args=openmp_link,
+    )
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives))
