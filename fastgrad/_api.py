@@ -88,19 +88,57 @@ _n_threads = _default_threads()
 
 
 def set_num_threads(n_threads: int) -> None:
-    """Set the threads of fastgrad's row-parallel loops and, when threadpoolctl is
-    installed, cap the BLAS behind scipy at the same number so the two layers
-    never oversubscribe the cores. Results are identical for a given count."""
+    """Set how many threads fastgrad's kernels use (default: the usable cores).
+
+    The kernels have one thread pool, OpenMP's: they split the matrix products
+    by rows themselves and run BLAS single-threaded while they work (see
+    _single_threaded_blas), so BLAS's workers never fight the row loops.
+    Results are identical run to run for a given count.
+    """
     global _n_threads
     if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral) \
             or n_threads < 1:
         raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
     _n_threads = int(n_threads)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(limits=_n_threads, user_api="blas")
+
+
+class _SingleThreadedBlas:
+    """Holds every loaded BLAS at one thread while any kernel runs.
+
+    OpenBLAS keeps its workers spinning for a while after a threaded call; had
+    they run beside the kernels' OpenMP threads, each layer would steal the
+    other's cores (measured here: a 2-thread parser step took 40 ms instead of
+    ~10 ms). threadpoolctl reaches the BLAS that scipy's cython_blas binds to;
+    the first caller in saves and sets the counts, the last one out restores them.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._controllers = None
+        self._saved = ()
+
+    def __enter__(self):
+        with self._lock:
+            if self._depth == 0:
+                if self._controllers is None:
+                    from threadpoolctl import ThreadpoolController
+                    self._controllers = ThreadpoolController().select(
+                        user_api="blas").lib_controllers
+                self._saved = [c.get_num_threads() for c in self._controllers]
+                for c in self._controllers:
+                    c.set_num_threads(1)
+            self._depth += 1
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                for c, n in zip(self._controllers, self._saved):
+                    c.set_num_threads(n)
+
+
+_single_threaded_blas = _SingleThreadedBlas()
 
 
 def get_num_threads() -> int:
@@ -266,8 +304,9 @@ class Workspace:
             self.group_ptr = np.empty(items + 1, np.int64)
             self.members = np.empty(items, np.int64)
             self._backward = True
-        if self._n_threads < n_threads:
+        if self._n_threads < n_threads:  # per-thread rows of scratch
             self.scratch = np.empty((n_threads, shape.embed_dim), f)
+            self.partials = np.empty((n_threads, shape.hidden), f)
             self._n_threads = n_threads
 
     def need_dense(self) -> None:
@@ -389,8 +428,9 @@ def _prepare(p, idx, y, path, *, writeable: bool, backward: bool):
 
 def _run(mode: int, p: Params, ws: Workspace, n: int, path: str, lr: float = 0.0):
     kernel_path = _kernels.PATH_DENSE if path == "dense" else _kernels.PATH_FACTORED
-    return _kernels.run_step(mode, kernel_path, p.L, p.W, p.b1, p.U, p.b2, ws.idx, ws.y, n,
-                             lr, ws, _n_threads)
+    with _single_threaded_blas:
+        return _kernels.run_step(mode, kernel_path, p.L, p.W, p.b1, p.U, p.b2, ws.idx, ws.y,
+                                 n, lr, ws, _n_threads)
 
 
 # ---------------------------------------------------------------------------

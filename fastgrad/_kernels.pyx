@@ -84,6 +84,42 @@ cdef enum:
     BLOCK_ROWS = 64
 
 
+# Fewest output rows worth a thread of their own in gemm_rows_parallel.
+cdef enum:
+    MIN_ROWS_PER_THREAD = 32
+
+
+# ---------------------------------------------------------------------------
+# One threading layer: products split by output rows over OpenMP threads
+# ---------------------------------------------------------------------------
+
+cdef void gemm_rows_parallel(bint trans_a, bint trans_b, int n_rows, int n_cols, int n_inner,
+                             floating alpha, const floating* a, int lda,
+                             const floating* b, int ldb, floating beta, floating* c,
+                             int ldc, int n_threads) noexcept nogil:
+    """gemm with its output rows split into n_threads contiguous blocks.
+
+    The API runs BLAS single-threaded while a kernel runs, so OpenMP is the
+    only thread pool: BLAS's spinning workers never compete with the
+    row-parallel loops. Each thread owns whole rows of C, so there is no
+    reduction and the result is fixed for a given thread count.
+    """
+    cdef int t, start, rows
+    cdef int n_chunks = min(n_threads, (n_rows + MIN_ROWS_PER_THREAD - 1) // MIN_ROWS_PER_THREAD)
+    cdef int chunk
+    if n_chunks <= 1:
+        gemm(trans_a, trans_b, n_rows, n_cols, n_inner, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    chunk = (n_rows + n_chunks - 1) // n_chunks
+    for t in prange(n_chunks, num_threads=n_chunks, schedule='static'):
+        start = t * chunk
+        rows = min(chunk, n_rows - start)
+        if rows > 0:
+            gemm(trans_a, trans_b, rows, n_cols, n_inner, alpha,
+                 a + (start if trans_a else <Py_ssize_t> start * lda), lda, b, ldb, beta,
+                 c + <Py_ssize_t> start * ldc, ldc)
+
+
 # ---------------------------------------------------------------------------
 # Per-row functions
 # ---------------------------------------------------------------------------
@@ -172,7 +208,7 @@ cdef void bias_relu_rows(floating* z, const floating* b1, Py_ssize_t n, Py_ssize
         row = z + i * n_hidden
         for c in range(n_hidden):
             v = row[c] + b1[c]
-            row[c] = v if v > 0 else 0
+            row[c] = 0 if v < 0 else v   # relu(NaN) stays NaN, as np.maximum's does
 
 
 cdef void sum_slot_products_relu(const floating* products, const int64_t* pos,
@@ -195,7 +231,7 @@ cdef void sum_slot_products_relu(const floating* products, const int64_t* pos,
             for c in range(n_hidden):
                 out[c] += src[c]
         for c in range(n_hidden):
-            if out[c] < 0:
+            if out[c] < 0:   # NaN stays NaN
                 out[c] = 0
 
 
@@ -242,21 +278,27 @@ cdef void scatter_add_groups(const floating* src, Py_ssize_t row_len,
 
 cdef void relu_mask_backward(const floating* delta1, const floating* U, const floating* h,
                              Py_ssize_t n, Py_ssize_t n_classes, Py_ssize_t n_hidden,
-                             floating* delta2, floating* db1) noexcept nogil:
+                             floating* delta2, floating* db1, floating* partials,
+                             int n_threads) noexcept nogil:
     """δ2 = δ1 Uᵀ ∘ relu'(z) and db1 = Σ_rows δ2, one block of rows at a time.
 
-    Each block's product is masked (relu'(z) = [h > 0]) and summed into db1
-    while it is still in cache: no mask array, no second sweep over δ2.
+    Each block's product is masked (relu'(z) = [h > 0]) and summed into its
+    thread's share of db1 while it is still in cache: no mask array, no second
+    sweep over δ2. Blocks go to threads statically and the shares are added in
+    thread order, so db1 is fixed for a given thread count.
     IN delta1 (n x n_classes), U (n_hidden x n_classes), h (n x n_hidden)
-    OUT delta2 (n x n_hidden), db1 (n_hidden)
+    OUT delta2 (n x n_hidden), db1 (n_hidden); scratch partials (n_threads x n_hidden)
     """
-    cdef Py_ssize_t start, rows, i, c
+    cdef Py_ssize_t block, start, rows, i, c
+    cdef Py_ssize_t n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
     cdef floating* out
+    cdef floating* share
     cdef const floating* hrow
-    memset(db1, 0, n_hidden * sizeof(floating))
-    start = 0
-    while start < n:
+    memset(partials, 0, n_threads * n_hidden * sizeof(floating))
+    for block in prange(n_blocks, num_threads=n_threads, schedule='static'):
+        start = block * BLOCK_ROWS
         rows = min(<Py_ssize_t> BLOCK_ROWS, n - start)
+        share = partials + threadid() * n_hidden
         gemm(False, True, <int> rows, <int> n_hidden, <int> n_classes,
              <floating> 1, delta1 + start * n_classes, <int> n_classes,
              U, <int> n_classes, <floating> 0, delta2 + start * n_hidden, <int> n_hidden)
@@ -266,18 +308,29 @@ cdef void relu_mask_backward(const floating* delta1, const floating* U, const fl
             for c in range(n_hidden):
                 if hrow[c] <= 0:
                     out[c] = 0
-                db1[c] += out[c]
-        start += rows
+                share[c] = share[c] + out[c]
+    memcpy(db1, partials, n_hidden * sizeof(floating))
+    for i in range(1, n_threads):
+        for c in range(n_hidden):
+            db1[c] += partials[i * n_hidden + c]
 
 
-cdef void column_sums(const floating* a, Py_ssize_t n, Py_ssize_t n_cols,
-                      floating* out) noexcept nogil:
-    """out = Σ_rows a.  IN a (n x n_cols), OUT out (n_cols)."""
-    cdef Py_ssize_t i, c
-    memset(out, 0, n_cols * sizeof(floating))
-    for i in range(n):
-        for c in range(n_cols):
-            out[c] += a[i * n_cols + c]
+cdef void column_sums(const floating* a, Py_ssize_t n, Py_ssize_t n_cols, floating* out,
+                      int n_threads) noexcept nogil:
+    """out = Σ_rows a, each thread summing its own block of columns over every row.
+
+    IN a (n x n_cols), OUT out (n_cols).
+    """
+    cdef Py_ssize_t block, c0, c1, i, c
+    cdef Py_ssize_t n_blocks = (n_cols + 63) // 64
+    for block in prange(n_blocks, num_threads=n_threads, schedule='static'):
+        c0 = block * 64
+        c1 = min(c0 + 64, n_cols)
+        for c in range(c0, c1):
+            out[c] = 0
+        for i in range(n):
+            for c in range(c0, c1):
+                out[c] = out[c] + a[i * n_cols + c]
 
 
 # ---------------------------------------------------------------------------
@@ -446,7 +499,7 @@ def run_step(int mode, int path,
     cdef floating[:, ::1] x          # dense: the gathered inputs, later dL per occurrence
     cdef floating[:, ::1] xu         # factored: L[key rows], later dL per key
     cdef floating[:, ::1] products   # factored: P, later the segment sums S
-    cdef floating[:, ::1] delta2, dW, dU, scratch
+    cdef floating[:, ::1] delta2, dW, dU, scratch, partials
     cdef floating[::1] db1, db2
     cdef int64_t[::1] key_row, key_ptr, occurrences, pos, slot_offsets
     cdef int64_t[::1] grad_rows, group_ptr, members, value_slot
@@ -472,6 +525,7 @@ def run_step(int mode, int path,
         group_ptr = ws.group_ptr
         members = ws.members
         value_slot = ws.value_slot
+        partials = ws.partials
         if mode == MODE_SGD:
             scratch = ws.scratch
 
@@ -479,25 +533,25 @@ def run_step(int mode, int path,
         # ---- forward: h = relu(x W + b1), θ = h U + b2 ----
         if path == PATH_DENSE:
             gather_rows(pL, d, &idx[0], n * n_slots, &x[0, 0], n_threads)
-            gemm(False, False, <int> n, <int> n_hidden, <int> width, <floating> 1,
+            gemm_rows_parallel(False, False, <int> n, <int> n_hidden, <int> width, <floating> 1,
                  &x[0, 0], <int> width, pW, <int> n_hidden, <floating> 0, &h[0, 0],
-                 <int> n_hidden)
+                 <int> n_hidden, n_threads)
             bias_relu_rows(&h[0, 0], pb1, n, n_hidden, n_threads)
         else:
             gather_rows(pL, d, &key_row[0], n_keys, &xu[0, 0], n_threads)
             for j in range(n_slots):
                 key0 = slot_offsets[j]
                 n_key_j = slot_offsets[j + 1] - key0
-                gemm(False, False, <int> n_key_j, <int> n_hidden, <int> d, <floating> 1,
+                gemm_rows_parallel(False, False, <int> n_key_j, <int> n_hidden, <int> d, <floating> 1,
                      &xu[key0, 0], <int> d, pW + j * d * n_hidden, <int> n_hidden,
-                     <floating> 0, &products[key0, 0], <int> n_hidden)
+                     <floating> 0, &products[key0, 0], <int> n_hidden, n_threads)
             sum_slot_products_relu(&products[0, 0], &pos[0], n, n_slots, n_hidden, pb1,
                                    &h[0, 0], n_threads)
         for i in range(n):
             memcpy(&theta[i, 0], pb2, n_classes * sizeof(floating))
-        gemm(False, False, <int> n, <int> n_classes, <int> n_hidden, <floating> 1,
+        gemm_rows_parallel(False, False, <int> n, <int> n_classes, <int> n_hidden, <floating> 1,
              &h[0, 0], <int> n_hidden, pU, <int> n_classes, <floating> 1, &theta[0, 0],
-             <int> n_classes)
+             <int> n_classes, n_threads)
 
         # ---- softmax, cross-entropy and δ1 = (ŷ - y) / N in one pass per row ----
         softmax_xent_rows(&theta[0, 0], &y[0], n, n_classes, mode, inv_n, &row_loss[0],
@@ -513,21 +567,21 @@ def run_step(int mode, int path,
     with nogil:
         # ---- backward through the output layer: dU = hᵀ δ1, db2 = Σ δ1 ----
         relu_mask_backward(&theta[0, 0], pU, &h[0, 0], n, n_classes, n_hidden,
-                           &delta2[0, 0], &db1[0])
-        gemm(True, False, <int> n_hidden, <int> n_classes, <int> n, <floating> 1,
+                           &delta2[0, 0], &db1[0], &partials[0, 0], n_threads)
+        gemm_rows_parallel(True, False, <int> n_hidden, <int> n_classes, <int> n, <floating> 1,
              &h[0, 0], <int> n_hidden, &theta[0, 0], <int> n_classes, <floating> 0,
-             &dU[0, 0], <int> n_classes)
-        column_sums(&theta[0, 0], n, n_classes, &db2[0])
+             &dU[0, 0], <int> n_classes, n_threads)
+        column_sums(&theta[0, 0], n, n_classes, &db2[0], n_threads)
 
         # ---- backward through the first layer: dW, and dL per occurrence or key ----
         if path == PATH_DENSE:
             # dW = xᵀ δ2, then x is free: it receives δ2 Wᵀ (one row of d per occurrence)
-            gemm(True, False, <int> width, <int> n_hidden, <int> n, <floating> 1,
+            gemm_rows_parallel(True, False, <int> width, <int> n_hidden, <int> n, <floating> 1,
                  &x[0, 0], <int> width, &delta2[0, 0], <int> n_hidden, <floating> 0,
-                 &dW[0, 0], <int> n_hidden)
-            gemm(False, True, <int> n, <int> width, <int> n_hidden, <floating> 1,
+                 &dW[0, 0], <int> n_hidden, n_threads)
+            gemm_rows_parallel(False, True, <int> n, <int> width, <int> n_hidden, <floating> 1,
                  &delta2[0, 0], <int> n_hidden, pW, <int> n_hidden, <floating> 0,
-                 &x[0, 0], <int> width)
+                 &x[0, 0], <int> width, n_threads)
             k_rows = group_by_value(&idx[0], n * n_slots, 1, n_vocab, &value_slot[0],
                                     &grad_rows[0], &group_ptr[0], &members[0], NULL, 0, 0)
         else:
@@ -538,12 +592,12 @@ def run_step(int mode, int path,
             for j in range(n_slots):
                 key0 = slot_offsets[j]
                 n_key_j = slot_offsets[j + 1] - key0
-                gemm(True, False, <int> d, <int> n_hidden, <int> n_key_j, <floating> 1,
+                gemm_rows_parallel(True, False, <int> d, <int> n_hidden, <int> n_key_j, <floating> 1,
                      &xu[key0, 0], <int> d, &products[key0, 0], <int> n_hidden,
-                     <floating> 0, &dW[j * d, 0], <int> n_hidden)
-                gemm(False, True, <int> n_key_j, <int> d, <int> n_hidden, <floating> 1,
+                     <floating> 0, &dW[j * d, 0], <int> n_hidden, n_threads)
+                gemm_rows_parallel(False, True, <int> n_key_j, <int> d, <int> n_hidden, <floating> 1,
                      &products[key0, 0], <int> n_hidden, pW + j * d * n_hidden,
-                     <int> n_hidden, <floating> 0, &xu[key0, 0], <int> d)
+                     <int> n_hidden, <floating> 0, &xu[key0, 0], <int> d, n_threads)
             k_rows = group_by_value(&key_row[0], n_keys, 1, n_vocab, &value_slot[0],
                                     &grad_rows[0], &group_ptr[0], &members[0], NULL, 0, 0)
 

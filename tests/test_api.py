@@ -1,0 +1,89 @@
+"""The public API's records, initialisation and workspace reuse."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastgrad
+
+from _helpers import make_problem
+
+
+def test_params_is_a_record_in_derivation_order():
+    p = fastgrad.init_params(n_vocab=30, n_features=3, embed_dim=4, hidden=5, n_classes=6,
+                             dtype=np.float32, seed=0)
+    assert fastgrad.Params._fields == ("L", "W", "b1", "U", "b2")
+    shapes = [a.shape for a in p]
+    assert shapes == [(30, 4), (12, 5), (5,), (5, 6), (6,)]
+    assert all(a.dtype == np.float32 for a in p)
+    L, W, b1, U, b2 = p
+    assert L is p.L and b2 is p.b2
+
+
+def test_init_is_seeded_and_documented_ranges():
+    a = fastgrad.init_params(50, 2, 8, 10, 3, dtype=np.float64, seed=7)
+    b = fastgrad.init_params(50, 2, 8, 10, 3, dtype=np.float64, seed=7)
+    for x, z in zip(a, b):
+        np.testing.assert_array_equal(x, z)
+    assert np.abs(a.L).max() <= np.sqrt(3 / 8)
+    assert np.abs(a.W).max() <= np.sqrt(6 / (16 + 10))
+    assert not a.b1.any() and not a.b2.any()
+
+
+def test_params_wrap_user_arrays_without_copying():
+    p, idx, y = make_problem()
+    arrays = list(p)
+    wrapped = fastgrad.Params(*arrays)
+    fastgrad.sgd_step(wrapped, idx, y, 0.1)
+    for name, a, b in zip(fastgrad.Params._fields, wrapped, arrays):
+        assert a is b, name
+    keywords = fastgrad.Params(L=p.L, W=p.W, b1=p.b1, U=p.U, b2=p.b2)
+    assert keywords.W is p.W
+    # a plain tuple of five arrays is accepted too
+    fastgrad.sgd_step(tuple(arrays), idx, y, 0.1)
+
+
+def test_gradients_record():
+    p, idx, y = make_problem()
+    _, g = fastgrad.loss_and_grad(p, idx, y)
+    assert isinstance(g, fastgrad.Gradients)
+    assert isinstance(g.L, fastgrad.SparseRows)
+    assert np.all(np.diff(g.L.rows) > 0)
+    assert g.L.values.shape == (len(g.L.rows), p.L.shape[1])
+    with pytest.raises(ValueError, match="n_vocab"):
+        g.L.to_dense(int(g.L.rows[-1]))
+
+
+def test_gradients_are_fresh_arrays_not_workspace_views():
+    p, idx, y = make_problem()
+    _, g1 = fastgrad.loss_and_grad(p, idx, y)
+    W1 = g1.W.copy()
+    _, g2 = fastgrad.loss_and_grad(p, idx, (y + 1) % p.U.shape[1])
+    np.testing.assert_array_equal(g1.W, W1)
+    assert not np.shares_memory(g1.W, g2.W)
+
+
+@pytest.mark.parametrize("path", ["dense", "factored"])
+def test_training_loop_allocates_nothing_per_step(path):
+    p, idx, y = make_problem(np.float32, n=256, m=8, d=16, hidden=32, vocab_used=20)
+    for _ in range(3):  # warm up: buffers, the BLAS thread controller
+        fastgrad.sgd_step(p, idx, y, 0.01, path=path)
+    tracemalloc.start()
+    try:
+        fastgrad.sgd_step(p, idx, y, 0.01, path=path)
+        baseline, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for _ in range(50):
+            fastgrad.sgd_step(p, idx, y, 0.01, path=path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # numpy buffers are traced: a single (N, Dh) float32 array would add 32 KiB to
+    # the peak; what is left is the API's few small Python objects per call
+    assert peak - baseline < 16384, peak - baseline
+
+
+def test_version_and_reference_are_exposed():
+    assert isinstance(fastgrad.__version__, str) and fastgrad.__version__.count(".") == 2
+    assert callable(fastgrad.reference.loss_and_grad)
