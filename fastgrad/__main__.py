@@ -1,0 +1,98 @@
+"""Command line: ``python -m fastgrad bench`` (the benchmark) and ``python -m fastgrad demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def demo(args) -> int:
+    """Check the gradients by finite differences, then train a small problem."""
+    import fastgrad
+
+    rng = np.random.default_rng(0)
+    p = fastgrad.init_params(n_vocab=200, n_features=6, embed_dim=8, hidden=32, n_classes=5,
+                             dtype=np.float64, seed=0)
+    idx = rng.integers(0, 200, size=(64, 6))
+    y = idx[:, 0] % 5  # learnable: the class is a function of the first word
+    errors = fastgrad.gradcheck(p, idx, y)
+    print("gradcheck, worst relative error per parameter (float64):")
+    for name, err in errors.items():
+        print(f"  {name:>2}: {err:.2e}")
+    ok = max(errors.values()) < 1e-6
+    print("  ->", "OK" if ok else "FAILED")
+    p32 = fastgrad.Params(*(a.astype(np.float32) for a in p))
+    t0 = time.perf_counter()
+    for step in range(1, 301):
+        J = fastgrad.sgd_step(p32, idx, y, 0.5)
+        if step in (1, 10, 100, 300):
+            print(f"step {step:3d}: loss {J:.4f}")
+    accuracy = np.mean(fastgrad.predict(p32, idx) == y)
+    print(f"trained 300 float32 steps in {time.perf_counter() - t0:.3f}s; "
+          f"training accuracy {accuracy:.2%}")
+    return 0 if ok else 1
+
+
+def bench(args) -> int:
+    from fastgrad import bench as harness
+
+    methods = harness.available_methods(args.methods.split(",") if args.methods else None)
+    missing = sorted(set(harness.OPTIONAL) - set(methods)) if not args.methods else []
+    print(f"fastgrad bench: configs {','.join(args.config)}, variants {','.join(args.variant)}, "
+          f"threads {','.join(map(str, args.threads))}, {args.dtype}, {args.rounds} rounds")
+    if missing:
+        print(f"(optional peers not installed: {', '.join(missing)}; pip install .[bench])")
+    results = harness.run(args.config, args.variant, args.threads, np.dtype(args.dtype),
+                          methods, rounds=args.rounds, warmup=args.warmup)
+    print(harness.format_table(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([r.as_dict() for r in results], f, indent=1)
+        print(f"results written to {args.json}")
+    if args.plot:
+        harness.plot(results, args.plot)
+        print(f"chart written to {args.plot}")
+    return 0
+
+
+def main(argv=None) -> int:
+    import fastgrad
+    from fastgrad.bench import CONFIGS, VARIANTS
+
+    parser = argparse.ArgumentParser(prog="python -m fastgrad", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"fastgrad {fastgrad.__version__}")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("demo", help="gradient check and a short training run (the default)")
+    b = sub.add_parser("bench", help="ms per training step: fastgrad vs reference, floor, peers")
+    b.add_argument("--config", type=lambda s: s.split(","), default=list(CONFIGS),
+                   help=f"comma-separated, from {','.join(CONFIGS)} (default: all)")
+    b.add_argument("--variant", type=lambda s: s.split(","), default=list(VARIANTS),
+                   help="uniform,skewed (default: both)")
+    b.add_argument("--threads", type=lambda s: [int(t) for t in s.split(",")], default=[1, 2],
+                   help="comma-separated thread counts (default: 1,2)")
+    b.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    b.add_argument("--methods", default=None,
+                   help="comma-separated subset of fastgrad,fastgrad-dense,reference,floor,"
+                        "torch,jax (default: all installed)")
+    b.add_argument("--rounds", type=int, default=7, help="timed rounds per scenario")
+    b.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
+    b.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    b.add_argument("--plot", metavar="PATH", help="write a PNG bar chart (needs matplotlib)")
+    args = parser.parse_args(argv)
+    if args.command == "bench":
+        for c in args.config:
+            if c not in CONFIGS:
+                parser.error(f"unknown config {c!r}; choose from {', '.join(CONFIGS)}")
+        for v in args.variant:
+            if v not in VARIANTS:
+                parser.error(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+        return bench(args)
+    return demo(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""The benchmark harness: fastgrad side by side with the reference, the dense GEMM
+floor and (when installed) PyTorch and JAX, on the named configs.
+
+One training step of each method is timed in turn, round after round, so that
+every method sees the same machine noise; after a warm-up the medians (with
+min and max) of the rounds are reported. ``python -m fastgrad bench`` is the
+command-line front end; ``bench/test_bench.py`` runs the same steps under
+pytest-benchmark.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import fastgrad
+from fastgrad import reference
+
+
+@dataclass(frozen=True)
+class Config:
+    """A network shape and the vocabulary ranges its slots draw from."""
+
+    name: str
+    n: int
+    embed_dim: int
+    hidden: int
+    n_classes: int
+    slot_groups: tuple  # ((number of slots, vocabulary size of each), ...)
+
+    @property
+    def n_features(self) -> int:
+        return sum(count for count, _ in self.slot_groups)
+
+    @property
+    def n_vocab(self) -> int:
+        return sum(size for _, size in self.slot_groups)
+
+
+CONFIGS = {
+    # Chen & Manning's parser at the size of the derivation: 18 word and 18 POS slots
+    "parser": Config("parser", 1024, 50, 200, 3, ((18, 4955), (18, 45))),
+    # their full feature set: 18 words, 18 POS tags, 12 arc labels
+    "cm2014": Config("cm2014", 1024, 50, 200, 79, ((18, 20000), (18, 45), (12, 40))),
+    # a window tagger: 5 words of a 50k vocabulary
+    "window": Config("window", 2048, 50, 100, 9, ((5, 50000),)),
+    # Bengio's neural language model: 4 context words, a 10k-word softmax
+    "nplm": Config("nplm", 512, 64, 256, 10000, ((4, 10000),)),
+}
+VARIANTS = ("uniform", "skewed")
+
+
+def make_batch(config: Config, variant: str, seed: int = 0):
+    """(idx, y) for one batch: each slot draws from its own vocabulary range,
+    uniformly or with Zipf frequencies p(rank) ∝ 1/rank (rank 1 = the range's first row)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    rng = np.random.default_rng(seed)
+    columns, offset = [], 0
+    for count, size in config.slot_groups:
+        if variant == "uniform":
+            draws = rng.integers(0, size, size=(config.n, count))
+        else:
+            weights = 1.0 / np.arange(1, size + 1)
+            draws = rng.choice(size, size=(config.n, count), p=weights / weights.sum())
+        columns.append(draws + offset)
+        offset += size
+    idx = np.ascontiguousarray(np.concatenate(columns, axis=1), dtype=np.int64)
+    y = rng.integers(0, config.n_classes, size=config.n).astype(np.int64)
+    return idx, y
+
+
+def distinct_pairs(idx: np.ndarray) -> int:
+    """K: the number of distinct (slot, row) pairs of a batch."""
+    return int(sum(len(np.unique(idx[:, j])) for j in range(idx.shape[1])))
+
+
+# ---------------------------------------------------------------------------
+# The methods: each a factory returning a zero-argument training step
+# ---------------------------------------------------------------------------
+
+LR = 1e-3
+
+
+def _fastgrad_step(path):
+    def factory(config, idx, y, dtype, seed):
+        p = fastgrad.init_params(config.n_vocab, config.n_features, config.embed_dim,
+                                 config.hidden, config.n_classes, dtype=dtype, seed=seed)
+        return lambda: fastgrad.sgd_step(p, idx, y, LR, path=path)
+    return factory
+
+
+def _reference_step(config, idx, y, dtype, seed):
+    p = fastgrad.init_params(config.n_vocab, config.n_features, config.embed_dim,
+                             config.hidden, config.n_classes, dtype=dtype, seed=seed)
+    return lambda: reference.sgd_step(p, idx, y, LR)
+
+
+def _floor_step(config, idx, y, dtype, seed):
+    """Only the six matrix products of one step, on arrays of the right shapes."""
+    rng = np.random.default_rng(seed)
+    n, width = config.n, config.n_features * config.embed_dim
+
+    def rand(*shape):
+        return rng.standard_normal(shape).astype(dtype)
+
+    x, W, h, U = rand(n, width), rand(width, config.hidden), rand(n, config.hidden), \
+        rand(config.hidden, config.n_classes)
+    delta1, delta2 = rand(n, config.n_classes), rand(n, config.hidden)
+    out = {"z": np.empty((n, config.hidden), dtype), "theta": np.empty((n, config.n_classes), dtype),
+           "dU": np.empty(U.shape, dtype), "d1U": np.empty((n, config.hidden), dtype),
+           "dW": np.empty(W.shape, dtype), "dx": np.empty((n, width), dtype)}
+
+    def step():
+        np.matmul(x, W, out=out["z"])               # xW
+        np.matmul(h, U, out=out["theta"])           # hU
+        np.matmul(h.T, delta1, out=out["dU"])       # hᵀδ1
+        np.matmul(delta1, U.T, out=out["d1U"])      # δ1Uᵀ
+        np.matmul(x.T, delta2, out=out["dW"])       # xᵀδ2
+        np.matmul(delta2, W.T, out=out["dx"])       # δ2Wᵀ
+    return step
+
+
+def _torch_step(config, idx, y, dtype, seed):
+    import torch
+
+    torch.manual_seed(seed)
+    tdtype = torch.float32 if dtype == np.float32 else torch.float64
+    emb = torch.nn.Embedding(config.n_vocab, config.embed_dim, sparse=True).to(tdtype)
+    hidden = torch.nn.Linear(config.n_features * config.embed_dim, config.hidden).to(tdtype)
+    out = torch.nn.Linear(config.hidden, config.n_classes).to(tdtype)
+    params = list(emb.parameters()) + list(hidden.parameters()) + list(out.parameters())
+    opt = torch.optim.SGD(params, lr=LR)
+    t_idx, t_y = torch.from_numpy(idx), torch.from_numpy(y)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        x = emb(t_idx).reshape(config.n, -1)
+        loss = torch.nn.functional.cross_entropy(out(torch.relu(hidden(x))), t_y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+    return step
+
+
+def _jax_step(config, idx, y, dtype, seed):
+    import jax
+    import jax.numpy as jnp
+
+    if dtype == np.float64:
+        jax.config.update("jax_enable_x64", True)
+    p = fastgrad.init_params(config.n_vocab, config.n_features, config.embed_dim,
+                             config.hidden, config.n_classes, dtype=dtype, seed=seed)
+    params = tuple(jnp.asarray(a) for a in p)
+    j_idx, j_y = jnp.asarray(idx), jnp.asarray(y)
+
+    def loss_fn(params, idx, y):
+        L, W, b1, U, b2 = params
+        h = jax.nn.relu(L[idx].reshape(idx.shape[0], -1) @ W + b1)
+        logp = jax.nn.log_softmax(h @ U + b2)
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+    @jax.jit
+    def update(params, idx, y):
+        value, grads = jax.value_and_grad(loss_fn)(params, idx, y)
+        return value, tuple(a - LR * g for a, g in zip(params, grads))
+
+    state = {"params": params}
+
+    def step():
+        value, state["params"] = update(state["params"], j_idx, j_y)
+        value.block_until_ready()
+    return step
+
+
+METHODS = {
+    "fastgrad": _fastgrad_step("auto"),
+    "fastgrad-dense": _fastgrad_step("dense"),
+    "reference": _reference_step,
+    "floor": _floor_step,
+    "torch": _torch_step,
+    "jax": _jax_step,
+}
+OPTIONAL = {"torch": "torch", "jax": "jax"}
+
+
+def available_methods(names=None):
+    """The methods to run: all (or those named) whose optional package is installed."""
+    import importlib.util
+
+    names = list(METHODS) if names is None else list(names)
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    return [n for n in names
+            if n not in OPTIONAL or importlib.util.find_spec(OPTIONAL[n]) is not None]
+
+
+# ---------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    config: str
+    variant: str
+    threads: int
+    dtype: str
+    method: str
+    times_ms: list = field(default_factory=list)
+    distinct_pairs: int = 0
+    occurrences: int = 0
+    path: str = ""
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.times_ms))
+
+    def as_dict(self) -> dict:
+        return {"config": self.config, "variant": self.variant, "threads": self.threads,
+                "dtype": self.dtype, "method": self.method, "median_ms": self.median,
+                "min_ms": float(min(self.times_ms)), "max_ms": float(max(self.times_ms)),
+                "rounds": len(self.times_ms), "distinct_pairs": self.distinct_pairs,
+                "occurrences": self.occurrences, "path": self.path}
+
+
+def set_threads(n_threads: int) -> None:
+    """The same thread budget for every method: fastgrad, the BLAS and the peers."""
+    from threadpoolctl import threadpool_limits
+
+    fastgrad.set_num_threads(n_threads)
+    threadpool_limits(limits=n_threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n_threads)
+
+
+def run_scenario(config: Config, variant: str, n_threads: int, dtype, methods,
+                 rounds: int = 9, warmup: int = 2, seed: int = 0, on_round=None):
+    """Time every method on one (config, variant, threads, dtype); returns Results."""
+    dtype = np.dtype(dtype).type
+    set_threads(n_threads)
+    idx, y = make_batch(config, variant, seed)
+    k = distinct_pairs(idx)
+    steps = {m: METHODS[m](config, idx, y, dtype, seed) for m in methods}
+    results = {m: Result(config.name, variant, n_threads, np.dtype(dtype).name, m,
+                         distinct_pairs=k, occurrences=idx.size) for m in methods}
+    path = fastgrad.choose_path(config.n, config.n_features, config.embed_dim, config.hidden, k)
+    if "fastgrad" in results:
+        results["fastgrad"].path = path
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    for r in range(rounds):
+        for m, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            results[m].times_ms.append((time.perf_counter() - t0) * 1e3)
+        if on_round is not None:
+            on_round()
+    return list(results.values())
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr; silent when stderr is not a terminal."""
+
+    def __init__(self, total: int, enabled=None):
+        self.total, self.done, self.label = total, 0, ""
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.start = time.perf_counter()
+
+    def advance(self, label: str = "") -> None:
+        self.done += 1
+        self.label = label or self.label
+        if self.enabled:
+            width = 30
+            filled = int(width * self.done / max(self.total, 1))
+            elapsed = time.perf_counter() - self.start
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] "
+                             f"{self.done}/{self.total} {elapsed:5.1f}s {self.label:<28}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def run(configs, variants, threads, dtype, methods, rounds=9, warmup=2, progress=None):
+    """Every scenario of the grid; returns the list of Results."""
+    scenarios = [(c, v, t) for c in configs for v in variants for t in threads]
+    bar = ProgressBar(len(scenarios) * rounds, enabled=progress)
+    results = []
+    for c, v, t in scenarios:
+        label = f"{c} {v} {t}T"
+        results += run_scenario(CONFIGS[c], v, t, dtype, methods, rounds=rounds,
+                                warmup=warmup, on_round=lambda: bar.advance(label))
+    bar.close()
+    return results
+
+
+def format_table(results) -> str:
+    """ms/step (median and min–max) per scenario, and fastgrad's ratio to each method."""
+    scenarios = {}
+    for r in results:
+        scenarios.setdefault((r.config, r.variant, r.threads, r.dtype), {})[r.method] = r
+    methods = [m for m in METHODS if any(m in s for s in scenarios.values())]
+    head = ["config", "variant", "thr", "K/(N*m)"] + [f"{m} ms" for m in methods]
+    ratios = [m for m in methods if m != "fastgrad"]
+    head += [f"{m}/fg" for m in ratios]
+    rows = [head]
+    for (config, variant, threads, dtype), by_method in scenarios.items():
+        any_r = next(iter(by_method.values()))
+        row = [config, variant, str(threads), f"{any_r.distinct_pairs / any_r.occurrences:.2f}"]
+        for m in methods:
+            r = by_method.get(m)
+            row.append("-" if r is None else
+                       f"{r.median:.2f} ({min(r.times_ms):.1f}-{max(r.times_ms):.1f})")
+        fg = by_method.get("fastgrad")
+        for m in ratios:
+            r = by_method.get(m)
+            row.append("-" if r is None or fg is None else f"{r.median / fg.median:.2f}x")
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    note = ("ms per training step (median, min-max over the rounds); X/fg = X's median "
+            "over fastgrad's: above 1 means fastgrad is faster. K/(N*m): distinct "
+            "(slot, row) pairs per occurrence.")
+    return "\n".join(lines) + "\n" + note
+
+
+def plot(results, path: str) -> None:
+    """A PNG bar chart of the medians (needs matplotlib)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit("--plot needs matplotlib: pip install matplotlib") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = list(dict.fromkeys((r.config, r.variant, r.threads) for r in results))
+    methods = list(dict.fromkeys(r.method for r in results))
+    med = {(r.config, r.variant, r.threads, r.method): r.median for r in results}
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(scenarios)), 4))
+    width = 0.8 / len(methods)
+    for i, m in enumerate(methods):
+        xs = [s + i * width for s in range(len(scenarios))]
+        ax.bar(xs, [med.get((*sc, m), math.nan) for sc in scenarios], width, label=m)
+    ax.set_xticks([s + 0.4 - width / 2 for s in range(len(scenarios))])
+    ax.set_xticklabels([f"{c}\n{v} {t}T" for c, v, t in scenarios], fontsize=8)
+    ax.set_ylabel("ms per training step (median)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
