@@ -76,8 +76,9 @@ def main(argv=None) -> int:
                    help="comma-separated thread counts (default: 1,2)")
     b.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     b.add_argument("--methods", default=None,
-                   help="comma-separated subset of fastgrad,fastgrad-dense,reference,floor,"
-                        "torch,jax (default: all installed)")
+                   help="comma-separated subset of fastgrad,fastgrad-dense,fastgrad-factored,"
+                        "reference,floor,torch,jax (default: all installed but "
+                        "fastgrad-factored)")
     b.add_argument("--rounds", type=int, default=7, help="timed rounds per scenario")
     b.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     b.add_argument("--json", metavar="PATH", help="write the results as JSON")

@@ -369,10 +369,12 @@ def _workspace(shape: _Shape, n: int) -> Workspace:
 
 # The factored path replaces the big products' N*m rows by K rows, but sums
 # K-row products back into N rows (forward) and δ2 rows into K keys (backward):
-# N*m*Dh additions each, which run slower per element than GEMM's fused
-# multiply-adds. ADD_COST is that price in GEMM multiply-adds, measured on the
-# bench configs (python -m fastgrad bench --path ...).
-ADD_COST = 3.0
+# N*m*Dh additions each. Those gather rows from a K x Dh table that rarely fits
+# in cache, so each costs about as much as ADD_COST of GEMM's multiply-adds.
+# Fitted on the bench configs at 1 thread (python -m fastgrad bench --methods
+# fastgrad-dense,fastgrad-factored): with d = 50 the paths break even near
+# K/(N*m) = 1 - 2*ADD_COST/(3d) ≈ 0.67.
+ADD_COST = 25.0
 
 
 def choose_path(n: int, n_features: int, embed_dim: int, hidden: int, n_keys: int,

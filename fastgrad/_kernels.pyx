@@ -120,6 +120,70 @@ cdef void gemm_rows_parallel(bint trans_a, bint trans_b, int n_rows, int n_cols,
                  c + <Py_ssize_t> start * ldc, ldc)
 
 
+# Row loops that must vectorize. Cython cannot say `restrict`, and without it
+# the compiler has to assume the rows may overlap and keeps these loops
+# scalar; so they are written in C, once per dtype.
+cdef extern from *:
+    """
+    #define FASTGRAD_ROW_LOOPS(T, S)                                                   \\
+    static inline void add_row_##S(T *restrict out, const T *restrict src,             \\
+                                   Py_ssize_t n) {                                     \\
+        for (Py_ssize_t c = 0; c < n; ++c) out[c] += src[c];                           \\
+    }                                                                                  \\
+    /* relu'(z) mask of one row of δ2, and that row added into db1 */                  \\
+    static inline void mask_add_row_##S(T *restrict delta, const T *restrict h,        \\
+                                        T *restrict total, Py_ssize_t n) {             \\
+        for (Py_ssize_t c = 0; c < n; ++c) {                                           \\
+            T v = h[c] > 0 ? delta[c] : (T)0;                                          \\
+            delta[c] = v;                                                              \\
+            total[c] += v;                                                             \\
+        }                                                                              \\
+    }                                                                                  \\
+    /* out = relu(out + bias); NaN stays NaN, as np.maximum's does */                  \\
+    static inline void bias_relu_row_##S(T *restrict out, const T *restrict bias,      \\
+                                         Py_ssize_t n) {                               \\
+        for (Py_ssize_t c = 0; c < n; ++c) {                                           \\
+            T v = out[c] + bias[c];                                                    \\
+            out[c] = v < 0 ? (T)0 : v;                                                 \\
+        }                                                                              \\
+    }
+    FASTGRAD_ROW_LOOPS(float, f)
+    FASTGRAD_ROW_LOOPS(double, d)
+    """
+    void add_row_f(float* out, const float* src, Py_ssize_t n) noexcept nogil
+    void add_row_d(double* out, const double* src, Py_ssize_t n) noexcept nogil
+    void mask_add_row_f(float* delta, const float* h, float* total, Py_ssize_t n) noexcept nogil
+    void mask_add_row_d(double* delta, const double* h, double* total,
+                        Py_ssize_t n) noexcept nogil
+    void bias_relu_row_f(float* out, const float* bias, Py_ssize_t n) noexcept nogil
+    void bias_relu_row_d(double* out, const double* bias, Py_ssize_t n) noexcept nogil
+
+
+cdef inline void add_row(floating* out, const floating* src, Py_ssize_t n) noexcept nogil:
+    """out[:n] += src[:n]; the rows must not overlap."""
+    if floating is float:
+        add_row_f(out, src, n)
+    else:
+        add_row_d(out, src, n)
+
+
+cdef inline void bias_relu_row(floating* out, const floating* bias, Py_ssize_t n) noexcept nogil:
+    """out[:n] = relu(out[:n] + bias[:n])."""
+    if floating is float:
+        bias_relu_row_f(out, bias, n)
+    else:
+        bias_relu_row_d(out, bias, n)
+
+
+cdef inline void mask_add_row(floating* delta, const floating* h, floating* total,
+                              Py_ssize_t n) noexcept nogil:
+    """delta[:n] *= [h > 0]; total[:n] += delta[:n]."""
+    if floating is float:
+        mask_add_row_f(delta, h, total, n)
+    else:
+        mask_add_row_d(delta, h, total, n)
+
+
 # ---------------------------------------------------------------------------
 # Per-row functions
 # ---------------------------------------------------------------------------
@@ -135,9 +199,7 @@ cdef inline void sum_rows(const floating* src, Py_ssize_t row_len,
     cdef const floating* row = src + members[0] * row_len
     memcpy(out, row, row_len * sizeof(floating))
     for i in range(1, count):
-        row = src + members[i] * row_len
-        for c in range(row_len):
-            out[c] += row[c]
+        add_row(out, src + members[i] * row_len, row_len)
 
 
 cdef inline double softmax_xent_row(floating* row, Py_ssize_t n_classes, int64_t label,
@@ -201,14 +263,9 @@ cdef void gather_rows(const floating* table, Py_ssize_t row_len, const int64_t* 
 cdef void bias_relu_rows(floating* z, const floating* b1, Py_ssize_t n, Py_ssize_t n_hidden,
                          int n_threads) noexcept nogil:
     """h = relu(z + b1), in place.  IN/OUT z (n x n_hidden), IN b1."""
-    cdef Py_ssize_t i, c
-    cdef floating v
-    cdef floating* row
+    cdef Py_ssize_t i
     for i in prange(n, num_threads=n_threads, schedule='static'):
-        row = z + i * n_hidden
-        for c in range(n_hidden):
-            v = row[c] + b1[c]
-            row[c] = 0 if v < 0 else v   # relu(NaN) stays NaN, as np.maximum's does
+        bias_relu_row(z + i * n_hidden, b1, n_hidden)
 
 
 cdef void sum_slot_products_relu(const floating* products, const int64_t* pos,
@@ -220,19 +277,14 @@ cdef void sum_slot_products_relu(const floating* products, const int64_t* pos,
     IN pos (n x n_slots): the product row of each (example, slot)
     OUT h (n x n_hidden)
     """
-    cdef Py_ssize_t i, j, c
+    cdef Py_ssize_t i, j
     cdef floating* out
-    cdef const floating* src
     for i in prange(n, num_threads=n_threads, schedule='static'):
         out = h + i * n_hidden
-        memcpy(out, b1, n_hidden * sizeof(floating))
-        for j in range(n_slots):
-            src = products + pos[i * n_slots + j] * n_hidden
-            for c in range(n_hidden):
-                out[c] += src[c]
-        for c in range(n_hidden):
-            if out[c] < 0:   # NaN stays NaN
-                out[c] = 0
+        memcpy(out, products + pos[i * n_slots] * n_hidden, n_hidden * sizeof(floating))
+        for j in range(1, n_slots):
+            add_row(out, products + pos[i * n_slots + j] * n_hidden, n_hidden)
+        bias_relu_row(out, b1, n_hidden)
 
 
 cdef void softmax_xent_rows(floating* theta, const int64_t* y, Py_ssize_t n,
@@ -289,30 +341,26 @@ cdef void relu_mask_backward(const floating* delta1, const floating* U, const fl
     IN delta1 (n x n_classes), U (n_hidden x n_classes), h (n x n_hidden)
     OUT delta2 (n x n_hidden), db1 (n_hidden); scratch partials (n_threads x n_hidden)
     """
-    cdef Py_ssize_t block, start, rows, i, c
-    cdef Py_ssize_t n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
-    cdef floating* out
+    cdef Py_ssize_t block, start, rows, i
+    # Few classes: δ1Uᵀ is cheap and small blocks keep δ2 in L1 for the mask. Many
+    # classes: the product dominates and every block repacks U, so one block a thread.
+    cdef Py_ssize_t block_rows = BLOCK_ROWS if n_classes < BLOCK_ROWS else \
+        max(<Py_ssize_t> BLOCK_ROWS, (n + n_threads - 1) // n_threads)
+    cdef Py_ssize_t n_blocks = (n + block_rows - 1) // block_rows
     cdef floating* share
-    cdef const floating* hrow
     memset(partials, 0, n_threads * n_hidden * sizeof(floating))
     for block in prange(n_blocks, num_threads=n_threads, schedule='static'):
-        start = block * BLOCK_ROWS
-        rows = min(<Py_ssize_t> BLOCK_ROWS, n - start)
+        start = block * block_rows
+        rows = min(block_rows, n - start)
         share = partials + threadid() * n_hidden
         gemm(False, True, <int> rows, <int> n_hidden, <int> n_classes,
              <floating> 1, delta1 + start * n_classes, <int> n_classes,
              U, <int> n_classes, <floating> 0, delta2 + start * n_hidden, <int> n_hidden)
         for i in range(start, start + rows):
-            out = delta2 + i * n_hidden
-            hrow = h + i * n_hidden
-            for c in range(n_hidden):
-                if hrow[c] <= 0:
-                    out[c] = 0
-                share[c] = share[c] + out[c]
+            mask_add_row(delta2 + i * n_hidden, h + i * n_hidden, share, n_hidden)
     memcpy(db1, partials, n_hidden * sizeof(floating))
     for i in range(1, n_threads):
-        for c in range(n_hidden):
-            db1[c] += partials[i * n_hidden + c]
+        add_row(db1, partials + i * n_hidden, n_hidden)
 
 
 cdef void column_sums(const floating* a, Py_ssize_t n, Py_ssize_t n_cols, floating* out,
