@@ -21,9 +21,10 @@ from fastgrad._api import (
 )
 from fastgrad import reference
 from fastgrad._gradcheck import gradcheck
+from fastgrad._info import show_config
 
 __all__ = [
     "__version__", "Params", "Gradients", "SparseRows", "init_params", "predict_proba",
     "predict", "loss", "loss_and_grad", "sgd_step", "gradcheck", "reference",
-    "set_num_threads", "get_num_threads", "choose_path",
+    "set_num_threads", "get_num_threads", "choose_path", "show_config",
 ]

@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     parser.add_argument("--version", action="version", version=f"fastgrad {fastgrad.__version__}")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("demo", help="gradient check and a short training run (the default)")
+    sub.add_parser("config", help="print fastgrad.show_config()")
     b = sub.add_parser("bench", help="ms per training step: fastgrad vs reference, floor, peers")
     b.add_argument("--config", type=lambda s: s.split(","), default=list(CONFIGS),
                    help=f"comma-separated, from {','.join(CONFIGS)} (default: all)")
@@ -92,6 +93,9 @@ def main(argv=None) -> int:
             if v not in VARIANTS:
                 parser.error(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
         return bench(args)
+    if args.command == "config":
+        fastgrad.show_config()
+        return 0
     return demo(args)
 
 

@@ -475,17 +475,6 @@ def group_slots(const int64_t[::1] idx, Py_ssize_t n, Py_ssize_t n_slots, Py_ssi
     return offset
 
 
-def group_rows(const int64_t[::1] rows, Py_ssize_t n_items, Py_ssize_t n_vocab,
-               int64_t[::1] value_slot, int64_t[::1] uniq, int64_t[::1] group_ptr,
-               int64_t[::1] members):
-    """Group items by row of L; returns the number of distinct rows (see group_by_value)."""
-    cdef Py_ssize_t k
-    with nogil:
-        k = group_by_value(&rows[0], n_items, 1, n_vocab, &value_slot[0], &uniq[0],
-                           &group_ptr[0], &members[0], NULL, 0, 0)
-    return k
-
-
 ctypedef fused index_t:
     int32_t
     int64_t

@@ -148,6 +148,7 @@ def _torch_step(config, idx, y, dtype, seed):
 
 
 def _jax_step(config, idx, y, dtype, seed):
+    # XLA runs its own thread pool, sized once at import; set_threads cannot reach it
     import jax
     import jax.numpy as jnp
 
@@ -331,6 +332,9 @@ def format_table(results) -> str:
     note = ("ms per training step (median, min-max over the rounds); X/fg = X's median "
             "over fastgrad's: above 1 means fastgrad is faster. K/(N*m): distinct "
             "(slot, row) pairs per occurrence.")
+    if "jax" in methods:
+        note += ("\njax: XLA's thread pool is sized at import and is not capped by --threads "
+                 "(it uses every core in every row).")
     return "\n".join(lines) + "\n" + note
 
 

@@ -1,0 +1,39 @@
+"""fastgrad.show_config(): what this build of fastgrad runs on."""
+
+from __future__ import annotations
+
+import platform
+
+
+def show_config() -> dict:
+    """Print and return the version, BLAS, OpenMP and thread settings of this build."""
+    import numpy as np
+    import scipy
+    import scipy.linalg  # noqa: F401  (loads the BLAS that the kernels bind to)
+    from threadpoolctl import threadpool_info
+
+    from fastgrad import __version__, _kernels
+    from fastgrad._api import get_num_threads
+
+    blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
+            f"{i.get('num_threads')} threads) {i.get('filepath')}"
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+    info = {
+        "fastgrad": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "blas": blas,
+        "openmp": bool(_kernels.OPENMP),
+        "openmp_max_threads": _kernels.openmp_max_threads(),
+        "fastgrad_threads": get_num_threads(),
+        "dtypes": ["float32", "float64"],
+    }
+    for key, value in info.items():
+        if isinstance(value, list):
+            print(f"{key}:")
+            for item in value:
+                print(f"  {item}")
+        else:
+            print(f"{key}: {value}")
+    return info

@@ -1,0 +1,28 @@
+"""Type stubs of the compiled kernels (fastgrad._kernels)."""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+MODE_PROBA: int
+MODE_LOSS: int
+MODE_GRAD: int
+MODE_SGD: int
+PATH_DENSE: int
+PATH_FACTORED: int
+OPENMP: bool
+
+def openmp_max_threads() -> int: ...
+def group_slots(idx: npt.NDArray[np.int64], n: int, n_slots: int, n_vocab: int,
+                value_slot: npt.NDArray[np.int64], key_row: npt.NDArray[np.int64],
+                key_ptr: npt.NDArray[np.int64], occurrences: npt.NDArray[np.int64],
+                pos: npt.NDArray[np.int64], slot_offsets: npt.NDArray[np.int64]) -> int: ...
+def copy_indices(src: npt.NDArray[np.integer[Any]], dst: npt.NDArray[np.int64],
+                 upper: int) -> tuple[int, int]: ...
+def run_step(mode: int, path: int, L: npt.NDArray[np.floating[Any]],
+             W: npt.NDArray[np.floating[Any]], b1: npt.NDArray[np.floating[Any]],
+             U: npt.NDArray[np.floating[Any]], b2: npt.NDArray[np.floating[Any]],
+             idx: npt.NDArray[np.int64], y: npt.NDArray[np.int64], n: int, lr: float,
+             ws: Any, n_threads: int
+             ) -> tuple[float, int, npt.NDArray[np.floating[Any]] | None]: ...
