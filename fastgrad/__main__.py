@@ -80,7 +80,7 @@ def main(argv=None) -> int:
                    help="comma-separated subset of fastgrad,fastgrad-dense,fastgrad-factored,"
                         "reference,floor,torch,jax (default: all installed but "
                         "fastgrad-factored)")
-    b.add_argument("--rounds", type=int, default=7, help="timed rounds per scenario")
+    b.add_argument("--rounds", type=int, default=5, help="timed rounds per scenario")
     b.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     b.add_argument("--json", metavar="PATH", help="write the results as JSON")
     b.add_argument("--plot", metavar="PATH", help="write a PNG bar chart (needs matplotlib)")

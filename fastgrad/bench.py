@@ -258,6 +258,10 @@ def run_scenario(config: Config, variant: str, n_threads: int, dtype, methods,
             step()
     for r in range(rounds):
         for m, step in steps.items():
+            # An untimed step first: the previous method's thread pool (OpenBLAS,
+            # torch, XLA) keeps its workers spinning for a while after its last
+            # call, and that belongs to its own time, not to the next method's.
+            step()
             t0 = time.perf_counter()
             step()
             results[m].times_ms.append((time.perf_counter() - t0) * 1e3)
