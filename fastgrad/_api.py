@@ -423,16 +423,20 @@ def _prepare(p, idx, y, path, *, writeable: bool, backward: bool):
         ws.need_dense()
     else:
         ws.need_keys(n_keys)
+    # read once: the per-thread scratch rows are sized for this count, whatever
+    # another Python thread passes to set_num_threads meanwhile
+    n_threads = _n_threads
     if backward:
-        ws.need_backward(_n_threads)
-    return Params(*p), ws, n, path
+        ws.need_backward(n_threads)
+    return Params(*p), ws, n, path, n_threads
 
 
-def _run(mode: int, p: Params, ws: Workspace, n: int, path: str, lr: float = 0.0):
+def _run(mode: int, prepared, lr: float = 0.0):
+    p, ws, n, path, n_threads = prepared
     kernel_path = _kernels.PATH_DENSE if path == "dense" else _kernels.PATH_FACTORED
     with _single_threaded_blas:
         return _kernels.run_step(mode, kernel_path, p.L, p.W, p.b1, p.U, p.b2, ws.idx, ws.y,
-                                 n, lr, ws, _n_threads)
+                                 n, lr, ws, n_threads)
 
 
 # ---------------------------------------------------------------------------
@@ -472,9 +476,9 @@ def init_params(n_vocab: int, n_features: int, embed_dim: int, hidden: int, n_cl
 
 def predict_proba(p, idx, *, path: str = "auto") -> np.ndarray:
     """Softmax probabilities, shape (N, Nc), in the parameters' dtype."""
-    p, ws, n, path = _prepare(p, idx, None, path, writeable=False, backward=False)
-    _run(_kernels.MODE_PROBA, p, ws, n, path)
-    return ws.theta.copy()
+    prepared = _prepare(p, idx, None, path, writeable=False, backward=False)
+    _run(_kernels.MODE_PROBA, prepared)
+    return prepared[1].theta.copy()
 
 
 def predict(p, idx, *, path: str = "auto") -> np.ndarray:
@@ -484,14 +488,15 @@ def predict(p, idx, *, path: str = "auto") -> np.ndarray:
 
 def loss(p, idx, y, *, path: str = "auto") -> float:
     """Mean cross-entropy of the batch (NaN when a parameter it uses is NaN)."""
-    p, ws, n, path = _prepare(p, idx, y, path, writeable=False, backward=False)
-    return float(_run(_kernels.MODE_LOSS, p, ws, n, path)[0])
+    prepared = _prepare(p, idx, y, path, writeable=False, backward=False)
+    return float(_run(_kernels.MODE_LOSS, prepared)[0])
 
 
 def loss_and_grad(p, idx, y, *, path: str = "auto"):
     """(mean loss, Gradients): g.L is SparseRows, the others dense arrays."""
-    p, ws, n, path = _prepare(p, idx, y, path, writeable=False, backward=True)
-    value, k_rows, values = _run(_kernels.MODE_GRAD, p, ws, n, path)
+    prepared = _prepare(p, idx, y, path, writeable=False, backward=True)
+    ws = prepared[1]
+    value, k_rows, values = _run(_kernels.MODE_GRAD, prepared)
     return float(value), Gradients(
         L=SparseRows(ws.grad_rows[:k_rows].copy(), values),
         W=ws.dW.copy(), b1=ws.db1.copy(), U=ws.dU.copy(), b2=ws.db2.copy())
@@ -504,8 +509,8 @@ def sgd_step(p, idx, y, lr, *, path: str = "auto") -> float:
     or Inf in the parameters), nothing is written and FloatingPointError is raised.
     """
     lr = _check_lr(lr)
-    p, ws, n, path = _prepare(p, idx, y, path, writeable=True, backward=True)
-    value = float(_run(_kernels.MODE_SGD, p, ws, n, path, lr)[0])
+    prepared = _prepare(p, idx, y, path, writeable=True, backward=True)
+    value = float(_run(_kernels.MODE_SGD, prepared, lr)[0])
     if not math.isfinite(value):
         raise FloatingPointError(f"the loss is {value}: p holds NaN or Inf where this batch "
                                  "reads it; no parameter was updated")

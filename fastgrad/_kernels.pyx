@@ -571,8 +571,8 @@ def run_step(int mode, int path,
         if path == PATH_DENSE:
             gather_rows(pL, d, &idx[0], n * n_slots, &x[0, 0], n_threads)
             gemm_rows_parallel(False, False, <int> n, <int> n_hidden, <int> width, <floating> 1,
-                 &x[0, 0], <int> width, pW, <int> n_hidden, <floating> 0, &h[0, 0],
-                 <int> n_hidden, n_threads)
+                               &x[0, 0], <int> width, pW, <int> n_hidden, <floating> 0, &h[0, 0],
+                               <int> n_hidden, n_threads)
             bias_relu_rows(&h[0, 0], pb1, n, n_hidden, n_threads)
         else:
             gather_rows(pL, d, &key_row[0], n_keys, &xu[0, 0], n_threads)
@@ -580,15 +580,15 @@ def run_step(int mode, int path,
                 key0 = slot_offsets[j]
                 n_key_j = slot_offsets[j + 1] - key0
                 gemm_rows_parallel(False, False, <int> n_key_j, <int> n_hidden, <int> d, <floating> 1,
-                     &xu[key0, 0], <int> d, pW + j * d * n_hidden, <int> n_hidden,
-                     <floating> 0, &products[key0, 0], <int> n_hidden, n_threads)
+                                   &xu[key0, 0], <int> d, pW + j * d * n_hidden, <int> n_hidden,
+                                   <floating> 0, &products[key0, 0], <int> n_hidden, n_threads)
             sum_slot_products_relu(&products[0, 0], &pos[0], n, n_slots, n_hidden, pb1,
                                    &h[0, 0], n_threads)
         for i in range(n):
             memcpy(&theta[i, 0], pb2, n_classes * sizeof(floating))
         gemm_rows_parallel(False, False, <int> n, <int> n_classes, <int> n_hidden, <floating> 1,
-             &h[0, 0], <int> n_hidden, pU, <int> n_classes, <floating> 1, &theta[0, 0],
-             <int> n_classes, n_threads)
+                           &h[0, 0], <int> n_hidden, pU, <int> n_classes, <floating> 1, &theta[0, 0],
+                           <int> n_classes, n_threads)
 
         # ---- softmax, cross-entropy and δ1 = (ŷ - y) / N in one pass per row ----
         softmax_xent_rows(&theta[0, 0], &y[0], n, n_classes, mode, inv_n, &row_loss[0],
@@ -606,19 +606,19 @@ def run_step(int mode, int path,
         relu_mask_backward(&theta[0, 0], pU, &h[0, 0], n, n_classes, n_hidden,
                            &delta2[0, 0], &db1[0], &partials[0, 0], n_threads)
         gemm_rows_parallel(True, False, <int> n_hidden, <int> n_classes, <int> n, <floating> 1,
-             &h[0, 0], <int> n_hidden, &theta[0, 0], <int> n_classes, <floating> 0,
-             &dU[0, 0], <int> n_classes, n_threads)
+                           &h[0, 0], <int> n_hidden, &theta[0, 0], <int> n_classes, <floating> 0,
+                           &dU[0, 0], <int> n_classes, n_threads)
         column_sums(&theta[0, 0], n, n_classes, &db2[0], n_threads)
 
         # ---- backward through the first layer: dW, and dL per occurrence or key ----
         if path == PATH_DENSE:
             # dW = xᵀ δ2, then x is free: it receives δ2 Wᵀ (one row of d per occurrence)
             gemm_rows_parallel(True, False, <int> width, <int> n_hidden, <int> n, <floating> 1,
-                 &x[0, 0], <int> width, &delta2[0, 0], <int> n_hidden, <floating> 0,
-                 &dW[0, 0], <int> n_hidden, n_threads)
+                               &x[0, 0], <int> width, &delta2[0, 0], <int> n_hidden, <floating> 0,
+                               &dW[0, 0], <int> n_hidden, n_threads)
             gemm_rows_parallel(False, True, <int> n, <int> width, <int> n_hidden, <floating> 1,
-                 &delta2[0, 0], <int> n_hidden, pW, <int> n_hidden, <floating> 0,
-                 &x[0, 0], <int> width, n_threads)
+                               &delta2[0, 0], <int> n_hidden, pW, <int> n_hidden, <floating> 0,
+                               &x[0, 0], <int> width, n_threads)
             k_rows = group_by_value(&idx[0], n * n_slots, 1, n_vocab, &value_slot[0],
                                     &grad_rows[0], &group_ptr[0], &members[0], NULL, 0, 0)
         else:
@@ -630,11 +630,11 @@ def run_step(int mode, int path,
                 key0 = slot_offsets[j]
                 n_key_j = slot_offsets[j + 1] - key0
                 gemm_rows_parallel(True, False, <int> d, <int> n_hidden, <int> n_key_j, <floating> 1,
-                     &xu[key0, 0], <int> d, &products[key0, 0], <int> n_hidden,
-                     <floating> 0, &dW[j * d, 0], <int> n_hidden, n_threads)
+                                   &xu[key0, 0], <int> d, &products[key0, 0], <int> n_hidden,
+                                   <floating> 0, &dW[j * d, 0], <int> n_hidden, n_threads)
                 gemm_rows_parallel(False, True, <int> n_key_j, <int> d, <int> n_hidden, <floating> 1,
-                     &products[key0, 0], <int> n_hidden, pW + j * d * n_hidden,
-                     <int> n_hidden, <floating> 0, &xu[key0, 0], <int> d, n_threads)
+                                   &products[key0, 0], <int> n_hidden, pW + j * d * n_hidden,
+                                   <int> n_hidden, <floating> 0, &xu[key0, 0], <int> d, n_threads)
             k_rows = group_by_value(&key_row[0], n_keys, 1, n_vocab, &value_slot[0],
                                     &grad_rows[0], &group_ptr[0], &members[0], NULL, 0, 0)
 
