@@ -45,7 +45,8 @@ def bench(args) -> int:
     print(f"fastgrad bench: configs {','.join(args.config)}, variants {','.join(args.variant)}, "
           f"threads {','.join(map(str, args.threads))}, {args.dtype}, {args.rounds} rounds")
     if missing:
-        print(f"(optional peers not installed: {', '.join(missing)}; pip install .[bench])")
+        print(f"(optional peers not installed: {', '.join(missing)}; "
+              "pip install torch==2.13.0 jax jaxlib)")
     results = harness.run(args.config, args.variant, args.threads, np.dtype(args.dtype),
                           methods, rounds=args.rounds, warmup=args.warmup)
     print(harness.format_table(results))
