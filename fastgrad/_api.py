@@ -276,10 +276,9 @@ class Workspace:
 
     def __init__(self, shape: _Shape, n: int):
         f = shape.dtype
-        m, d, hidden, nc = shape.n_features, shape.embed_dim, shape.hidden, shape.n_classes
-        items = n * m
+        hidden, nc = shape.hidden, shape.n_classes
         self.shape, self.n = shape, n
-        self.idx = np.empty(items, np.int64)
+        self.idx = np.empty(n * shape.n_features, np.int64)
         self.y = np.zeros(n, np.int64)
         self.h = np.empty((n, hidden), f)
         self.theta = np.empty((n, nc), f)

@@ -5,7 +5,7 @@ import pytest
 
 import fastgrad
 
-from _helpers import copy_params, make_problem
+from _helpers import make_problem
 
 
 def snapshot(p):
