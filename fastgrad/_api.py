@@ -390,7 +390,17 @@ def choose_path(n: int, n_features: int, embed_dim: int, hidden: int, n_keys: in
 _MIN_ROWS_TO_FACTOR = 16
 
 
-def _prepare(p, idx, y, path, *, writeable: bool, backward: bool):
+class _Prepared(NamedTuple):
+    """A validated call, ready for the kernel: what _prepare hands to _run."""
+
+    p: Params
+    ws: Workspace
+    n: int
+    path: str
+    n_threads: int
+
+
+def _prepare(p, idx, y, path, *, writeable: bool, backward: bool) -> _Prepared:
     """Validate everything, fill the workspace's index buffers, pick the path."""
     shape = _check_params(p, writeable=writeable)
     path = _check_path(path)
@@ -427,10 +437,10 @@ def _prepare(p, idx, y, path, *, writeable: bool, backward: bool):
     n_threads = _n_threads
     if backward:
         ws.need_backward(n_threads)
-    return Params(*p), ws, n, path, n_threads
+    return _Prepared(Params(*p), ws, n, path, n_threads)
 
 
-def _run(mode: int, prepared, lr: float = 0.0):
+def _run(mode: int, prepared: _Prepared, lr: float = 0.0):
     p, ws, n, path, n_threads = prepared
     kernel_path = _kernels.PATH_DENSE if path == "dense" else _kernels.PATH_FACTORED
     with _single_threaded_blas:
@@ -477,7 +487,7 @@ def predict_proba(p, idx, *, path: str = "auto") -> np.ndarray:
     """Softmax probabilities, shape (N, Nc), in the parameters' dtype."""
     prepared = _prepare(p, idx, None, path, writeable=False, backward=False)
     _run(_kernels.MODE_PROBA, prepared)
-    return prepared[1].theta.copy()
+    return prepared.ws.theta.copy()
 
 
 def predict(p, idx, *, path: str = "auto") -> np.ndarray:
@@ -494,7 +504,7 @@ def loss(p, idx, y, *, path: str = "auto") -> float:
 def loss_and_grad(p, idx, y, *, path: str = "auto"):
     """(mean loss, Gradients): g.L is SparseRows, the others dense arrays."""
     prepared = _prepare(p, idx, y, path, writeable=False, backward=True)
-    ws = prepared[1]
+    ws = prepared.ws
     value, k_rows, values = _run(_kernels.MODE_GRAD, prepared)
     return float(value), Gradients(
         L=SparseRows(ws.grad_rows[:k_rows].copy(), values),

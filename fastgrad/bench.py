@@ -256,7 +256,7 @@ def run_scenario(config: Config, variant: str, n_threads: int, dtype, methods,
     for _ in range(warmup):
         for step in steps.values():
             step()
-    for r in range(rounds):
+    for _ in range(rounds):
         for m, step in steps.items():
             # An untimed step first: the previous method's thread pool (OpenBLAS,
             # torch, XLA) keeps its workers spinning for a while after its last
