@@ -209,6 +209,7 @@ def _check_params(p, *, writeable: bool) -> _Shape:
                 if np.may_share_memory(a, b):
                     raise ValueError(f"p.{name_a} and p.{name_b} share memory; "
                                      "parameters updated in place must not overlap")
+    assert dtype is not None
     return _Shape(dtype, n_vocab, d, width // d, hidden, n_classes)
 
 

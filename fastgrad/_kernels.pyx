@@ -125,6 +125,9 @@ cdef void gemm_rows_parallel(bint trans_a, bint trans_b, int n_rows, int n_cols,
 # scalar; so they are written in C, once per dtype.
 cdef extern from *:
     """
+    #if defined(_MSC_VER) && !defined(__cplusplus)
+    #define restrict __restrict  /* MSVC's C compiler spells it this way */
+    #endif
     #define FASTGRAD_ROW_LOOPS(T, S)                                                   \\
     static inline void add_row_##S(T *restrict out, const T *restrict src,             \\
                                    Py_ssize_t n) {                                     \\

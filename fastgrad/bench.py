@@ -310,7 +310,7 @@ def run(configs, variants, threads, dtype, methods, rounds=9, warmup=2, progress
 
 def format_table(results) -> str:
     """ms/step (median and min–max) per scenario, and fastgrad's ratio to each method."""
-    scenarios = {}
+    scenarios: dict[tuple, dict[str, Result]] = {}
     for r in results:
         scenarios.setdefault((r.config, r.variant, r.threads, r.dtype), {})[r.method] = r
     methods = [m for m in METHODS if any(m in s for s in scenarios.values())]
