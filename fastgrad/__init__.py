@@ -19,6 +19,7 @@ from fastgrad._api import (
     set_num_threads,
     sgd_step,
 )
+from fastgrad._optim import SGD, AdaGrad, Adam, train_step
 from fastgrad import reference
 from fastgrad._gradcheck import gradcheck
 from fastgrad._info import show_config
@@ -27,4 +28,5 @@ __all__ = [
     "__version__", "Params", "Gradients", "SparseRows", "init_params", "predict_proba",
     "predict", "loss", "loss_and_grad", "sgd_step", "gradcheck", "reference",
     "set_num_threads", "get_num_threads", "choose_path", "show_config",
+    "SGD", "AdaGrad", "Adam", "train_step",
 ]

@@ -248,13 +248,29 @@ def _copy_checked(src: np.ndarray, dst: np.ndarray, upper: int, name: str,
                          + (f" ({n_bad} entries are)" if n_bad > 1 else ""))
 
 
+def _check_real(value, name: str, low: float = 0.0, high: float = math.inf,
+                high_open: bool = False) -> float:
+    """A finite real number in [low, high] (or [low, high)), else an error naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value < low or value > high or (high_open and value == high):
+        interval = f"[{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be finite and in {interval}, got {value}")
+    return value
+
+
 def _check_lr(lr) -> float:
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
-        raise TypeError(f"lr must be a real number, got {type(lr).__name__}")
-    lr = float(lr)
-    if not math.isfinite(lr) or lr < 0:
-        raise ValueError(f"lr must be finite and >= 0, got {lr}")
-    return lr
+    return _check_real(lr, "lr")
+
+
+def _as_generator(rng) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
+        return np.random.default_rng(rng)
+    raise TypeError(f"rng must be None, an int seed or a numpy Generator, "
+                    f"got {type(rng).__name__}")
 
 
 def _check_path(path: str) -> str:
@@ -285,6 +301,7 @@ class Workspace:
         self.theta = np.empty((n, nc), f)
         self.row_loss = np.empty(n, np.float64)
         self.value_slot = np.full(shape.n_vocab, -1, np.int64)
+        self.dropout_u = np.empty((n, hidden), f)   # uniform draws of a dropout mask
         self._backward = False
         self._dense = False
         self._factored = False
@@ -441,12 +458,27 @@ def _prepare(p, idx, y, path, *, writeable: bool, backward: bool) -> _Prepared:
     return _Prepared(Params(*p), ws, n, path, n_threads)
 
 
-def _run(mode: int, prepared: _Prepared, lr: float = 0.0):
+def _draw_dropout(prepared: _Prepared, dropout: float, rng) -> float:
+    """Fill the workspace's dropout draws; returns the keep probability (1: no dropout)."""
+    if dropout == 0.0:
+        return 1.0
+    draws = prepared.ws.dropout_u
+    _as_generator(rng).random(out=draws, dtype=draws.dtype)
+    return 1.0 - dropout
+
+
+def _run(mode: int, prepared: _Prepared, rule=None, state1=None, state2=None,
+         keep: float = 1.0):
     p, ws, n, path, n_threads = prepared
     kernel_path = _kernels.PATH_DENSE if path == "dense" else _kernels.PATH_FACTORED
     with _single_threaded_blas:
         return _kernels.run_step(mode, kernel_path, p.L, p.W, p.b1, p.U, p.b2, ws.idx, ws.y,
-                                 n, lr, ws, n_threads)
+                                 n, ws, n_threads, rule, state1, state2, keep)
+
+
+def _sgd_rule(lr: float, l2: float = 0.0) -> tuple:
+    """The kernels' update rule (fastgrad_rule's fields, in order) of plain SGD."""
+    return (_kernels.RULE_SGD, 0, lr, l2, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 # ---------------------------------------------------------------------------
@@ -496,17 +528,29 @@ def predict(p, idx, *, path: str = "auto") -> np.ndarray:
     return np.argmax(predict_proba(p, idx, path=path), axis=1)
 
 
-def loss(p, idx, y, *, path: str = "auto") -> float:
-    """Mean cross-entropy of the batch (NaN when a parameter it uses is NaN)."""
+def loss(p, idx, y, *, path: str = "auto", dropout: float = 0.0, rng=None) -> float:
+    """Mean cross-entropy of the batch (NaN when a parameter it uses is NaN).
+
+    dropout > 0 drops hidden units as a training step would (inverted dropout,
+    mask drawn from rng: an int seed or a numpy Generator; the same seed, the
+    same mask, which is how gradients are checked under dropout).
+    """
+    dropout = _check_real(dropout, "dropout", 0.0, 1.0, high_open=True)
     prepared = _prepare(p, idx, y, path, writeable=False, backward=False)
-    return float(_run(_kernels.MODE_LOSS, prepared)[0])
+    keep = _draw_dropout(prepared, dropout, rng)
+    return float(_run(_kernels.MODE_LOSS, prepared, keep=keep)[0])
 
 
-def loss_and_grad(p, idx, y, *, path: str = "auto"):
-    """(mean loss, Gradients): g.L is SparseRows, the others dense arrays."""
+def loss_and_grad(p, idx, y, *, path: str = "auto", dropout: float = 0.0, rng=None):
+    """(mean loss, Gradients): g.L is SparseRows, the others dense arrays.
+
+    dropout and rng as in loss(): the gradient of the loss with that mask.
+    """
+    dropout = _check_real(dropout, "dropout", 0.0, 1.0, high_open=True)
     prepared = _prepare(p, idx, y, path, writeable=False, backward=True)
     ws = prepared.ws
-    value, k_rows, values = _run(_kernels.MODE_GRAD, prepared)
+    keep = _draw_dropout(prepared, dropout, rng)
+    value, k_rows, values = _run(_kernels.MODE_GRAD, prepared, keep=keep)
     return float(value), Gradients(
         L=SparseRows(ws.grad_rows[:k_rows].copy(), values),
         W=ws.dW.copy(), b1=ws.db1.copy(), U=ws.dU.copy(), b2=ws.db2.copy())
@@ -520,7 +564,7 @@ def sgd_step(p, idx, y, lr, *, path: str = "auto") -> float:
     """
     lr = _check_lr(lr)
     prepared = _prepare(p, idx, y, path, writeable=True, backward=True)
-    value = float(_run(_kernels.MODE_SGD, prepared, lr)[0])
+    value = float(_run(_kernels.MODE_UPDATE, prepared, _sgd_rule(lr))[0])
     if not math.isfinite(value):
         raise FloatingPointError(f"the loss is {value}: p holds NaN or Inf where this batch "
                                  "reads it; no parameter was updated")

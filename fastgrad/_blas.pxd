@@ -4,15 +4,16 @@
 All fastgrad buffers are C-ordered (row-major) while BLAS is column-major. A
 row-major product C = op(A) op(B) is the column-major product
 Cᵀ = op(B)ᵀ op(A)ᵀ, so ``gemm`` swaps the operands instead of transposing
-anything. The functions are fused over float and double and are inlined into
-the kernels that cimport this file, so the kernels never call BLAS in two
-different ways.
+anything. ``gemm`` is fused over float and double and inlined into the
+kernels that cimport this file, so the kernels never call BLAS in two
+different ways. (Vector updates are plain C loops in the kernels: at a few
+hundred entries a row, a BLAS call costs more than the loop.)
 
 Sizes arrive as int: the Python layer refuses any shape whose sizes or
 leading dimensions do not fit BLAS's 32-bit integers before a kernel runs.
 """
 
-from scipy.linalg.cython_blas cimport sgemm, dgemm, saxpy, daxpy
+from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 ctypedef fused floating:
     float
@@ -39,12 +40,3 @@ cdef inline void gemm(bint trans_a, bint trans_b, int n_rows, int n_cols, int n_
     else:
         dgemm(&tb, &ta, &n_cols, &n_rows, &n_inner, &alpha, <double*> b, &ldb,
               <double*> a, &lda, &beta, c, &ldc)
-
-
-cdef inline void axpy(int n, floating alpha, const floating* x, floating* y) noexcept nogil:
-    """y[:n] += alpha * x[:n] (unit strides).  IN x, IN/OUT y."""
-    cdef int inc = 1
-    if floating is float:
-        saxpy(&n, &alpha, <float*> x, &inc, y, &inc)
-    else:
-        daxpy(&n, &alpha, <double*> x, &inc, y, &inc)

@@ -10,7 +10,7 @@ from fastgrad._api import Params, _check_params, loss, loss_and_grad
 
 
 def gradcheck(p, idx, y, eps: float = 1e-6, n_samples: int = 30, seed=0,
-              path: str = "auto") -> dict:
+              path: str = "auto", dropout: float = 0.0, dropout_seed: int = 0) -> dict:
     """Worst relative error of the analytic gradient, per parameter.
 
     Works on float64 copies of p (p itself is never touched). For each
@@ -19,7 +19,9 @@ def gradcheck(p, idx, y, eps: float = 1e-6, n_samples: int = 30, seed=0,
     difference (J(θ+eps) - J(θ-eps)) / 2eps is compared with the analytic
     gradient by CS224n's criterion |num - ana| / max(1, |num|, |ana|).
     Returns {"L": err, "W": err, "b1": err, "U": err, "b2": err}; values
-    below about 1e-6 mean the gradient is right.
+    below about 1e-6 mean the gradient is right. With dropout > 0 every
+    evaluation replays the mask of dropout_seed, so the differences see the
+    same thinned network as the analytic gradient.
     """
     _check_params(p, writeable=False)
     if not isinstance(eps, numbers.Real) or not 0 < eps < 1:
@@ -28,7 +30,10 @@ def gradcheck(p, idx, y, eps: float = 1e-6, n_samples: int = 30, seed=0,
             or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
     q = Params(*(np.array(a, dtype=np.float64, order="C") for a in p))
-    _, g = loss_and_grad(q, idx, y, path=path)
+    def mask():
+        return {"dropout": dropout, "rng": dropout_seed}
+
+    _, g = loss_and_grad(q, idx, y, path=path, **mask())
     dense = {"L": g.L.to_dense(q.L.shape[0]), "W": g.W, "b1": g.b1, "U": g.U, "b2": g.b2}
     rng = np.random.default_rng(seed)
     worst = {}
@@ -46,9 +51,9 @@ def gradcheck(p, idx, y, eps: float = 1e-6, n_samples: int = 30, seed=0,
         for i in candidates:
             saved = flat[i]
             flat[i] = saved + eps
-            j_plus = loss(q, idx, y, path=path)
+            j_plus = loss(q, idx, y, path=path, **mask())
             flat[i] = saved - eps
-            j_minus = loss(q, idx, y, path=path)
+            j_minus = loss(q, idx, y, path=path, **mask())
             flat[i] = saved
             num = (j_plus - j_minus) / (2 * eps)
             ana = float(analytic[i])

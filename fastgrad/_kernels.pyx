@@ -32,7 +32,10 @@ Two paths compute the same numbers:
 
 The embedding gradient is never dense: occurrences are grouped by row, each
 row's contributions are summed first (in a fixed order) and the row of L is
-touched once, with alpha = -lr in a training step.
+touched once. A training step (MODE_UPDATE) applies its optimizer rule there,
+row by row, with the row's own optimizer state: SGD, momentum, AdaGrad and Adam
+are one C loop each (``update_row_*``), and L2 and the dropout mask are folded
+into the passes that already exist, never a pass of their own.
 
 Buffers are owned by the caller (``fastgrad._api.Workspace``) and reused from
 step to step; the kernels allocate nothing.
@@ -45,7 +48,11 @@ from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport qsort
 from libc.string cimport memcpy, memset
 
-from fastgrad._blas cimport floating, gemm, axpy
+cimport numpy as cnp
+
+from fastgrad._blas cimport floating, gemm
+
+cnp.import_array()
 
 cdef extern from *:
     """
@@ -72,11 +79,18 @@ cpdef enum:
     MODE_PROBA = 0   # forward; theta holds the probabilities
     MODE_LOSS = 1    # forward and loss
     MODE_GRAD = 2    # loss and every gradient, into the workspace
-    MODE_SGD = 3     # loss and gradients, then every parameter -= lr * gradient
+    MODE_UPDATE = 3  # loss and gradients, then every parameter updated by an UpdateRule
 
 cpdef enum:
     PATH_DENSE = 0
     PATH_FACTORED = 1
+
+# How MODE_UPDATE turns a gradient g into a parameter update (see update_row_*).
+cpdef enum:
+    RULE_SGD = 0       # p -= lr (g + l2 p)
+    RULE_MOMENTUM = 1  # b = μ b + g;  p -= lr b
+    RULE_ADAGRAD = 2   # G += g²;  p -= lr g / (√G + eps)   (or / √(G + eps))
+    RULE_ADAM = 3      # torch.optim.Adam on dense parameters, SparseAdam on rows of L
 
 # Rows of δ2 computed per GEMM in relu_mask_backward: a block stays in cache
 # while its ReLU mask and its share of db1 are applied.
@@ -87,6 +101,10 @@ cdef enum:
 # Fewest output rows worth a thread of their own in gemm_rows_parallel.
 cdef enum:
     MIN_ROWS_PER_THREAD = 32
+
+# Entries of a dense parameter per parallel chunk of an optimizer update.
+cdef enum:
+    UPDATE_CHUNK = 8192
 
 
 # ---------------------------------------------------------------------------
@@ -134,10 +152,11 @@ cdef extern from *:
         for (Py_ssize_t c = 0; c < n; ++c) out[c] += src[c];                           \\
     }                                                                                  \\
     /* relu'(z) mask of one row of δ2, and that row added into db1 */                  \\
+    /* (h is after dropout: a dropped unit is 0, a kept one was scaled by `scale`) */  \\
     static inline void mask_add_row_##S(T *restrict delta, const T *restrict h,        \\
-                                        T *restrict total, Py_ssize_t n) {             \\
+                                        T *restrict total, T scale, Py_ssize_t n) {    \\
         for (Py_ssize_t c = 0; c < n; ++c) {                                           \\
-            T v = h[c] > 0 ? delta[c] : (T)0;                                          \\
+            T v = h[c] > 0 ? delta[c] * scale : (T)0;                                  \\
             delta[c] = v;                                                              \\
             total[c] += v;                                                             \\
         }                                                                              \\
@@ -149,15 +168,90 @@ cdef extern from *:
             T v = out[c] + bias[c];                                                    \\
             out[c] = v < 0 ? (T)0 : v;                                                 \\
         }                                                                              \\
+    }                                                                                  \\
+    /* inverted dropout: keep a unit when its uniform draw u < keep, scaled by 1/keep */ \\
+    static inline void dropout_row_##S(T *restrict h, const T *restrict u, T keep,     \\
+                                       T scale, Py_ssize_t n) {                        \\
+        for (Py_ssize_t c = 0; c < n; ++c) h[c] = u[c] < keep ? h[c] * scale : (T)0;  \\
+    }                                                                                  \\
+    /* One optimizer step on n entries: p, its gradient g (l2 p is added here, not   \\
+       in a pass of its own) and the rule's state s1, s2 (NULL when unused). A row  \\
+       of L passes sparse = 1: Adam then follows torch.optim.SparseAdam. */          \\
+    static void update_row_##S(const fastgrad_rule *r, int sparse, T *restrict p,      \\
+                               const T *restrict g, T *restrict s1, T *restrict s2,    \\
+                               Py_ssize_t n) {                                         \\
+        const T lr = (T)r->lr, l2 = (T)r->l2, eps = (T)r->eps;                         \\
+        Py_ssize_t c;                                                                  \\
+        switch (r->kind) {                                                             \\
+        case 0:                                                                        \\
+            for (c = 0; c < n; ++c) p[c] -= lr * (g[c] + l2 * p[c]);                   \\
+            break;                                                                     \\
+        case 1: {                                                                      \\
+            const T mu = (T)r->momentum;                                               \\
+            for (c = 0; c < n; ++c) {                                                  \\
+                T b = mu * s1[c] + (g[c] + l2 * p[c]);                                 \\
+                s1[c] = b;                                                             \\
+                p[c] -= lr * b;                                                        \\
+            }                                                                          \\
+            break; }                                                                   \\
+        case 2:                                                                        \\
+            if (r->eps_inside_sqrt) {                                                  \\
+                for (c = 0; c < n; ++c) {                                              \\
+                    T gi = g[c] + l2 * p[c], G = s1[c] + gi * gi;                      \\
+                    s1[c] = G;                                                         \\
+                    p[c] -= lr * gi / SQRT_##S(G + eps);                               \\
+                }                                                                      \\
+            } else {                                                                   \\
+                for (c = 0; c < n; ++c) {                                              \\
+                    T gi = g[c] + l2 * p[c], G = s1[c] + gi * gi;                      \\
+                    s1[c] = G;                                                         \\
+                    p[c] -= lr * gi / (SQRT_##S(G) + eps);                             \\
+                }                                                                      \\
+            }                                                                          \\
+            break;                                                                     \\
+        case 3: {                                                                      \\
+            const T b1 = (T)r->beta1, b2 = (T)r->beta2;                                \\
+            const T step = (T)(sparse ? r->sparse_step : r->dense_step);               \\
+            const T scale = (T)(sparse ? 1.0 : r->dense_denom_scale);                  \\
+            for (c = 0; c < n; ++c) {                                                  \\
+                T gi = g[c] + l2 * p[c];                                               \\
+                T m = s1[c] + (1 - b1) * (gi - s1[c]);                                 \\
+                T v = b2 * s2[c] + (1 - b2) * gi * gi;                                 \\
+                s1[c] = m;                                                             \\
+                s2[c] = v;                                                             \\
+                p[c] -= step * m / (SQRT_##S(v) * scale + eps);                        \\
+            }                                                                          \\
+            break; }                                                                   \\
+        }                                                                              \\
     }
+    typedef struct {
+        int kind, eps_inside_sqrt;
+        double lr, l2, momentum, eps, beta1, beta2;
+        double dense_step, dense_denom_scale, sparse_step;  /* Adam's bias corrections */
+    } fastgrad_rule;
+    #define SQRT_f sqrtf
+    #define SQRT_d sqrt
     FASTGRAD_ROW_LOOPS(float, f)
     FASTGRAD_ROW_LOOPS(double, d)
     """
+    ctypedef struct fastgrad_rule:
+        int kind, eps_inside_sqrt
+        double lr, l2, momentum, eps, beta1, beta2
+        double dense_step, dense_denom_scale, sparse_step
     void add_row_f(float* out, const float* src, Py_ssize_t n) noexcept nogil
     void add_row_d(double* out, const double* src, Py_ssize_t n) noexcept nogil
-    void mask_add_row_f(float* delta, const float* h, float* total, Py_ssize_t n) noexcept nogil
-    void mask_add_row_d(double* delta, const double* h, double* total,
+    void mask_add_row_f(float* delta, const float* h, float* total, float scale,
                         Py_ssize_t n) noexcept nogil
+    void mask_add_row_d(double* delta, const double* h, double* total, double scale,
+                        Py_ssize_t n) noexcept nogil
+    void dropout_row_f(float* h, const float* u, float keep, float scale,
+                       Py_ssize_t n) noexcept nogil
+    void dropout_row_d(double* h, const double* u, double keep, double scale,
+                       Py_ssize_t n) noexcept nogil
+    void update_row_f(const fastgrad_rule* r, int sparse, float* p, const float* g,
+                      float* s1, float* s2, Py_ssize_t n) noexcept nogil
+    void update_row_d(const fastgrad_rule* r, int sparse, double* p, const double* g,
+                      double* s1, double* s2, Py_ssize_t n) noexcept nogil
     void bias_relu_row_f(float* out, const float* bias, Py_ssize_t n) noexcept nogil
     void bias_relu_row_d(double* out, const double* bias, Py_ssize_t n) noexcept nogil
 
@@ -179,12 +273,22 @@ cdef inline void bias_relu_row(floating* out, const floating* bias, Py_ssize_t n
 
 
 cdef inline void mask_add_row(floating* delta, const floating* h, floating* total,
-                              Py_ssize_t n) noexcept nogil:
-    """delta[:n] *= [h > 0]; total[:n] += delta[:n]."""
+                              floating scale, Py_ssize_t n) noexcept nogil:
+    """delta[:n] *= [h > 0] * scale; total[:n] += delta[:n]."""
     if floating is float:
-        mask_add_row_f(delta, h, total, n)
+        mask_add_row_f(delta, h, total, scale, n)
     else:
-        mask_add_row_d(delta, h, total, n)
+        mask_add_row_d(delta, h, total, scale, n)
+
+
+cdef inline void update_row(const fastgrad_rule* rule, bint sparse, floating* p,
+                            const floating* g, floating* s1, floating* s2,
+                            Py_ssize_t n) noexcept nogil:
+    """p[:n] updated from its gradient g by the rule; s1, s2 its state (or NULL)."""
+    if floating is float:
+        update_row_f(rule, sparse, p, g, s1, s2, n)
+    else:
+        update_row_d(rule, sparse, p, g, s1, s2, n)
 
 
 # ---------------------------------------------------------------------------
@@ -210,7 +314,7 @@ cdef inline double softmax_xent_row(floating* row, Py_ssize_t n_classes, int64_t
     """Stable softmax and cross-entropy of one row of logits, in one pass.
 
     IN/OUT row: logits θ; on return, by mode, the probabilities (MODE_PROBA),
-    δ1 = (ŷ - onehot(label)) * scale (MODE_GRAD, MODE_SGD), or unchanged
+    δ1 = (ŷ - onehot(label)) * scale (MODE_GRAD, MODE_UPDATE), or unchanged
     (MODE_LOSS). Returns the row's cross-entropy (0 for MODE_PROBA). The
     exponential sum is accumulated in double; no one-hot row is ever built.
     """
@@ -315,27 +419,67 @@ cdef void sum_groups(const floating* src, Py_ssize_t row_len, const int64_t* gro
                  out + g * row_len)
 
 
-cdef void scatter_add_groups(const floating* src, Py_ssize_t row_len,
-                             const int64_t* group_ptr, const int64_t* members,
-                             const int64_t* group_rows, Py_ssize_t n_groups, floating alpha,
-                             floating* table, floating* scratch, int n_threads) noexcept nogil:
-    """table[group_rows[g]] += alpha * Σ src[members of g], each row of table touched once.
+cdef void scatter_update_groups(const floating* src, Py_ssize_t row_len,
+                                const int64_t* group_ptr, const int64_t* members,
+                                const int64_t* group_rows, Py_ssize_t n_groups,
+                                const fastgrad_rule* rule, floating* table, floating* state1,
+                                floating* state2, floating* scratch, int n_threads) noexcept nogil:
+    """Row group_rows[g] of table updated by the rule from its gradient Σ src[members of g].
 
-    IN src rows and the groups; IN/OUT table; scratch: n_threads x row_len.
+    Each touched row is summed into a per-thread scratch row and updated once,
+    together with its own rows of the rule's state: the embedding gradient is
+    never stored. IN src rows and the groups; IN/OUT table, state1, state2
+    (|V| x row_len, or NULL when the rule keeps none); scratch: n_threads x row_len.
     """
-    cdef Py_ssize_t g
+    cdef Py_ssize_t g, row
     cdef floating* acc
     for g in prange(n_groups, num_threads=n_threads, schedule='static'):
         acc = scratch + threadid() * row_len
         sum_rows(src, row_len, members + group_ptr[g], group_ptr[g + 1] - group_ptr[g], acc)
-        axpy(<int> row_len, alpha, acc, table + group_rows[g] * row_len)
+        row = group_rows[g] * row_len
+        update_row(rule, True, table + row, acc, state1 + row if state1 != NULL else NULL,
+                   state2 + row if state2 != NULL else NULL, row_len)
+
+
+cdef void update_dense(const fastgrad_rule* rule, floating* p, const floating* g,
+                       floating* state1, floating* state2, Py_ssize_t n,
+                       int n_threads) noexcept nogil:
+    """A dense parameter (n entries) updated by the rule, in chunks over threads.
+
+    IN g; IN/OUT p, state1, state2 (n entries each, or NULL when unused).
+    """
+    cdef Py_ssize_t chunk, start
+    cdef Py_ssize_t n_chunks = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK
+    for chunk in prange(n_chunks, num_threads=n_threads, schedule='static'):
+        start = chunk * UPDATE_CHUNK
+        update_row(rule, False, p + start, g + start,
+                   state1 + start if state1 != NULL else NULL,
+                   state2 + start if state2 != NULL else NULL, min(UPDATE_CHUNK, n - start))
+
+
+cdef void dropout_rows(floating* h, const floating* u, Py_ssize_t n, Py_ssize_t n_hidden,
+                       floating keep, int n_threads) noexcept nogil:
+    """Inverted dropout: h[i, c] = u[i, c] < keep ? h[i, c] / keep : 0.
+
+    IN/OUT h (n x n_hidden); IN u, uniform draws in [0, 1) of the same shape.
+    """
+    cdef Py_ssize_t i
+    cdef floating scale = 1 / keep
+    for i in prange(n, num_threads=n_threads, schedule='static'):
+        if floating is float:
+            dropout_row_f(h + i * n_hidden, u + i * n_hidden, keep, scale, n_hidden)
+        else:
+            dropout_row_d(h + i * n_hidden, u + i * n_hidden, keep, scale, n_hidden)
 
 
 cdef void relu_mask_backward(const floating* delta1, const floating* U, const floating* h,
                              Py_ssize_t n, Py_ssize_t n_classes, Py_ssize_t n_hidden,
-                             floating* delta2, floating* db1, floating* partials,
-                             int n_threads) noexcept nogil:
+                             floating mask_scale, floating* delta2, floating* db1,
+                             floating* partials, int n_threads) noexcept nogil:
     """δ2 = δ1 Uᵀ ∘ relu'(z) and db1 = Σ_rows δ2, one block of rows at a time.
+
+    With dropout the mask is the dropout mask and the ReLU's at once: h is
+    after dropout (0 where dropped) and mask_scale = 1/keep (1 without dropout).
 
     Each block's product is masked (relu'(z) = [h > 0]) and summed into its
     thread's share of db1 while it is still in cache: no mask array, no second
@@ -360,7 +504,7 @@ cdef void relu_mask_backward(const floating* delta1, const floating* U, const fl
              <floating> 1, delta1 + start * n_classes, <int> n_classes,
              U, <int> n_classes, <floating> 0, delta2 + start * n_hidden, <int> n_hidden)
         for i in range(start, start + rows):
-            mask_add_row(delta2 + i * n_hidden, h + i * n_hidden, share, n_hidden)
+            mask_add_row(delta2 + i * n_hidden, h + i * n_hidden, share, mask_scale, n_hidden)
     memcpy(db1, partials, n_hidden * sizeof(floating))
     for i in range(1, n_threads):
         add_row(db1, partials + i * n_hidden, n_hidden)
@@ -505,18 +649,38 @@ def copy_indices(const index_t[:, :] src, int64_t[::1] dst, Py_ssize_t upper):
 # One step
 # ---------------------------------------------------------------------------
 
+cdef void set_rule(fastgrad_rule* r, tuple rule):
+    r.kind = rule[0]
+    r.eps_inside_sqrt = rule[1]
+    r.lr = rule[2]
+    r.l2 = rule[3]
+    r.momentum = rule[4]
+    r.eps = rule[5]
+    r.beta1 = rule[6]
+    r.beta2 = rule[7]
+    r.dense_step = rule[8]
+    r.dense_denom_scale = rule[9]
+    r.sparse_step = rule[10]
+
+
 def run_step(int mode, int path,
              const floating[:, ::1] L, const floating[:, ::1] W, const floating[::1] b1,
              const floating[:, ::1] U, const floating[::1] b2,
-             const int64_t[::1] idx, const int64_t[::1] y, Py_ssize_t n, floating lr,
-             ws, int n_threads):
+             const int64_t[::1] idx, const int64_t[::1] y, Py_ssize_t n,
+             ws, int n_threads, tuple rule=None, state1=None, state2=None,
+             double keep=1.0):
     """One forward (and, by mode, backward) pass; see the MODE_* constants.
 
     IN  parameters L, W, b1, U, b2; idx (n*m) and y (n) as int64, already checked
     IN  ws: a fastgrad._api.Workspace holding every buffer (OUT: theta holds the
         probabilities in MODE_PROBA; dW, dU, db1, db2 the dense gradients and
         grad_rows/grad_values the embedding gradient in MODE_GRAD)
-    IN/OUT in MODE_SGD every parameter, updated in place only when the loss is finite
+    IN  keep < 1: inverted dropout on h with keep probability `keep`, the unit
+        kept where ws.dropout_u (n x Dh uniform draws) < keep (not in MODE_PROBA)
+    IN  rule (MODE_UPDATE): the fastgrad_rule fields as a tuple, in their order
+    IN/OUT state1, state2 (MODE_UPDATE): the rule's state, arrays shaped as
+        (L, W, b1, U, b2) in their dtype, or None when the rule keeps none
+    IN/OUT in MODE_UPDATE every parameter, updated in place only when the loss is finite
     Returns (mean loss, number k of touched rows of L, and in MODE_GRAD a fresh
     (k, d) array of their gradients, else None).
     """
@@ -526,6 +690,12 @@ def run_step(int mode, int path,
     cdef double loss = 0.0
     cdef floating inv_n = <floating> (1.0 / n)
     cdef bint backward = mode >= 2
+    cdef bint dropout = keep < 1.0 and mode != MODE_PROBA
+    cdef floating mask_scale = <floating> (1.0 / keep) if dropout else 1
+    cdef floating* dropout_u = NULL
+    cdef fastgrad_rule update_rule
+    cdef floating* s1[5]
+    cdef floating* s2[5]
 
     cdef floating* pL = <floating*> &L[0, 0]
     cdef floating* pW = <floating*> &W[0, 0]
@@ -566,8 +736,14 @@ def run_step(int mode, int path,
         members = ws.members
         value_slot = ws.value_slot
         partials = ws.partials
-        if mode == MODE_SGD:
+        if mode == MODE_UPDATE:
             scratch = ws.scratch
+            set_rule(&update_rule, rule)
+            for i in range(5):
+                s1[i] = <floating*> cnp.PyArray_DATA(state1[i]) if state1 is not None else NULL
+                s2[i] = <floating*> cnp.PyArray_DATA(state2[i]) if state2 is not None else NULL
+    if dropout:
+        dropout_u = <floating*> cnp.PyArray_DATA(ws.dropout_u)
 
     with nogil:
         # ---- forward: h = relu(x W + b1), θ = h U + b2 ----
@@ -587,6 +763,8 @@ def run_step(int mode, int path,
                                    <floating> 0, &products[key0, 0], <int> n_hidden, n_threads)
             sum_slot_products_relu(&products[0, 0], &pos[0], n, n_slots, n_hidden, pb1,
                                    &h[0, 0], n_threads)
+        if dropout:
+            dropout_rows(&h[0, 0], dropout_u, n, n_hidden, <floating> keep, n_threads)
         for i in range(n):
             memcpy(&theta[i, 0], pb2, n_classes * sizeof(floating))
         gemm_rows_parallel(False, False, <int> n, <int> n_classes, <int> n_hidden, <floating> 1,
@@ -601,12 +779,12 @@ def run_step(int mode, int path,
                 loss += row_loss[i]
             loss /= n
 
-    if not backward or (mode == MODE_SGD and not isfinite(loss)):
+    if not backward or (mode == MODE_UPDATE and not isfinite(loss)):
         return loss, 0, None
 
     with nogil:
         # ---- backward through the output layer: dU = hᵀ δ1, db2 = Σ δ1 ----
-        relu_mask_backward(&theta[0, 0], pU, &h[0, 0], n, n_classes, n_hidden,
+        relu_mask_backward(&theta[0, 0], pU, &h[0, 0], n, n_classes, n_hidden, mask_scale,
                            &delta2[0, 0], &db1[0], &partials[0, 0], n_threads)
         gemm_rows_parallel(True, False, <int> n_hidden, <int> n_classes, <int> n, <floating> 1,
                            &h[0, 0], <int> n_hidden, &theta[0, 0], <int> n_classes, <floating> 0,
@@ -652,11 +830,12 @@ def run_step(int mode, int path,
         return loss, k_rows, values.base
 
     with nogil:
-        # ---- MODE_SGD: every parameter -= lr * its gradient, L at touched rows once ----
-        scatter_add_groups(dl_items, d, &group_ptr[0], &members[0], &grad_rows[0], k_rows,
-                           -lr, pL, &scratch[0, 0], n_threads)
-        axpy(<int> (width * n_hidden), -lr, &dW[0, 0], pW)
-        axpy(<int> n_hidden, -lr, &db1[0], pb1)
-        axpy(<int> (n_hidden * n_classes), -lr, &dU[0, 0], pU)
-        axpy(<int> n_classes, -lr, &db2[0], pb2)
+        # ---- MODE_UPDATE: every parameter updated by the rule, L at touched rows once ----
+        scatter_update_groups(dl_items, d, &group_ptr[0], &members[0], &grad_rows[0], k_rows,
+                              &update_rule, pL, s1[0], s2[0], &scratch[0, 0], n_threads)
+        update_dense(&update_rule, pW, &dW[0, 0], s1[1], s2[1], width * n_hidden, n_threads)
+        update_dense(&update_rule, pb1, &db1[0], s1[2], s2[2], n_hidden, n_threads)
+        update_dense(&update_rule, pU, &dU[0, 0], s1[3], s2[3], n_hidden * n_classes,
+                     n_threads)
+        update_dense(&update_rule, pb2, &db2[0], s1[4], s2[4], n_classes, n_threads)
     return loss, k_rows, None

@@ -1,0 +1,177 @@
+"""Optimizers and the fused training step.
+
+An optimizer is a small object that holds its state arrays, shaped like the
+parameters; ``train_step`` runs forward, backward and the optimizer's update in
+one kernel call (``MODE_UPDATE``): the embedding rows a batch touched are
+summed and updated one at a time together with their own state rows, so no
+gradient array for L is ever built, and L2 is added to each gradient inside
+that same update loop.
+
+Conventions (so results compare with the tools users know):
+
+* SGD: torch.optim.SGD (dampening 0, no Nesterov): b = μ b + g, p -= lr b.
+* AdaGrad: torch.optim.Adagrad: G += g², p -= lr g / (√G + eps); with
+  ``eps_inside_sqrt=True``, CoreNLP's p -= lr g / √(G + eps).
+* Adam: torch.optim.Adam for W, b1, U, b2; torch.optim.SparseAdam for L.
+* Lazy rows of L: a row's state changes only on steps whose batch touches it.
+  For AdaGrad and plain SGD this is exactly the dense algorithm (an untouched
+  row has g = 0 and would not move). For momentum and Adam it is the lazy
+  (sparse) variant: an untouched row neither moves nor decays its buffers,
+  as with torch.optim.SparseAdam.
+* L2 (weight decay, added to the gradient as l2·p, like torch's weight_decay):
+  applied to W, b1, U, b2 every step and to the touched rows of L only, at
+  the step that touches them (Chen & Manning regularise the embeddings a batch
+  used; a row not seen is not decayed). The returned loss is the data loss,
+  without the penalty.
+"""
+
+from __future__ import annotations
+
+import math
+import numpy as np
+
+from fastgrad import _kernels
+from fastgrad._api import (
+    Params, _check_params, _check_real, _draw_dropout, _prepare, _run, _Shape,
+)
+
+__all__ = ["SGD", "AdaGrad", "Adam", "train_step"]
+
+
+def _check_eps(eps) -> float:
+    # eps = 0 would divide 0 by 0 wherever a gradient entry has always been 0
+    eps = _check_real(eps, "eps")
+    if eps == 0:
+        raise ValueError("eps must be > 0, got 0.0")
+    return eps
+
+
+def _zeros_like_params(p: Params) -> Params:
+    return Params(*(np.zeros_like(a, order="C") for a in p))
+
+
+class Optimizer:
+    """Base of the optimizers: hyperparameters, state arrays and a step count.
+
+    ``state1`` / ``state2`` are Params-shaped arrays (or None when the rule keeps
+    none): momentum buffers, AdaGrad's sums of squares, Adam's first and second
+    moments. ``steps`` counts the updates applied (a refused step is not counted).
+    """
+
+    _kind: int = _kernels.RULE_SGD
+    state1: Params | None = None
+    state2: Params | None = None
+
+    def __init__(self, p, lr: float):
+        self._shape: _Shape = _check_params(p, writeable=True)
+        self.lr = _check_real(lr, "lr")
+        self.steps = 0
+
+    def _rule(self, l2: float) -> tuple:
+        """fastgrad_rule's fields, in order, for the next step."""
+        raise NotImplementedError
+
+    def _check_for(self, shape: _Shape) -> None:
+        if shape != self._shape:
+            raise ValueError(f"opt was made for parameters {self._shape}, but p has {shape}; "
+                             "make one optimizer per parameter set")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(lr={self.lr}, steps={self.steps})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional (heavy-ball) momentum."""
+
+    def __init__(self, p, lr: float, momentum: float = 0.0):
+        super().__init__(p, lr)
+        self.momentum = _check_real(momentum, "momentum", 0.0, 1.0, high_open=True)
+        if self.momentum > 0:
+            self._kind = _kernels.RULE_MOMENTUM
+            self.state1 = _zeros_like_params(Params(*p))
+
+    def _rule(self, l2: float) -> tuple:
+        return (self._kind, 0, self.lr, l2, self.momentum, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+class AdaGrad(Optimizer):
+    """AdaGrad (Duchi et al. 2011), Chen & Manning's optimizer: lr 0.01, eps 1e-6."""
+
+    _kind = _kernels.RULE_ADAGRAD
+
+    def __init__(self, p, lr: float = 0.01, eps: float = 1e-6,
+                 eps_inside_sqrt: bool = False, initial_accumulator: float = 0.0):
+        super().__init__(p, lr)
+        self.eps = _check_eps(eps)
+        self.eps_inside_sqrt = bool(eps_inside_sqrt)
+        initial = _check_real(initial_accumulator, "initial_accumulator")
+        self.state1 = _zeros_like_params(Params(*p))
+        if initial:
+            for a in self.state1:
+                a.fill(initial)
+
+    def _rule(self, l2: float) -> tuple:
+        return (self._kind, int(self.eps_inside_sqrt), self.lr, l2, 0.0, self.eps,
+                0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015): torch.optim.Adam on W, b1, U, b2, SparseAdam on L."""
+
+    _kind = _kernels.RULE_ADAM
+
+    def __init__(self, p, lr: float = 5e-4, betas=(0.9, 0.999), eps: float = 1e-8):
+        super().__init__(p, lr)
+        try:
+            beta1, beta2 = betas
+        except (TypeError, ValueError):
+            raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
+        self.betas = (_check_real(beta1, "betas[0]", 0.0, 1.0, high_open=True),
+                      _check_real(beta2, "betas[1]", 0.0, 1.0, high_open=True))
+        self.eps = _check_eps(eps)
+        self.state1 = _zeros_like_params(Params(*p))
+        self.state2 = _zeros_like_params(Params(*p))
+
+    def _rule(self, l2: float) -> tuple:
+        beta1, beta2 = self.betas
+        t = self.steps + 1
+        correction1 = 1.0 - beta1 ** t
+        correction2 = 1.0 - beta2 ** t
+        dense_step = self.lr / correction1                          # torch.optim.Adam
+        dense_denom_scale = 1.0 / math.sqrt(correction2)
+        sparse_step = self.lr * math.sqrt(correction2) / correction1  # SparseAdam
+        return (self._kind, 0, self.lr, l2, 0.0, self.eps, beta1, beta2,
+                dense_step, dense_denom_scale, sparse_step)
+
+
+def train_step(p, idx, y, opt: Optimizer, *, dropout: float = 0.0, l2: float = 0.0,
+               rng=None, path: str = "auto") -> float:
+    """One fused training step in place: forward, backward, the optimizer's update.
+
+    dropout: inverted dropout on the hidden layer (probability of dropping a
+    unit), its mask drawn from rng (an int seed or numpy Generator: the same
+    seed gives the same step bit for bit) and folded into the ReLU mask of
+    the backward pass. l2: weight decay, see the module's conventions.
+    Returns the batch's mean loss before the update (the data loss). If it is
+    not finite, nothing is written (parameters and optimizer state) and
+    FloatingPointError is raised.
+    """
+    if not isinstance(opt, Optimizer):
+        raise TypeError(f"opt must be a fastgrad optimizer (SGD, AdaGrad, Adam), "
+                        f"got {type(opt).__name__}")
+    dropout = _check_real(dropout, "dropout", 0.0, 1.0, high_open=True)
+    l2 = _check_real(l2, "l2")
+    prepared = _prepare(p, idx, y, path, writeable=True, backward=True)
+    opt._check_for(prepared.ws.shape)
+    for state in (opt.state1, opt.state2):
+        if state is not None and any(np.may_share_memory(s, a)
+                                     for s in state for a in prepared.p):
+            raise ValueError("opt's state shares memory with p")
+    keep = _draw_dropout(prepared, dropout, rng)
+    value = float(_run(_kernels.MODE_UPDATE, prepared, opt._rule(l2),
+                       opt.state1, opt.state2, keep)[0])
+    if not math.isfinite(value):
+        raise FloatingPointError(f"the loss is {value}: p holds NaN or Inf where this batch "
+                                 "reads it; no parameter or optimizer state was updated")
+    opt.steps += 1
+    return value
