@@ -20,6 +20,7 @@ from fastgrad._api import (
     sgd_step,
 )
 from fastgrad._optim import SGD, AdaGrad, Adam, train_step
+from fastgrad._precompute import Precomputed, precompute
 from fastgrad import reference
 from fastgrad._gradcheck import gradcheck
 from fastgrad._info import show_config
@@ -28,5 +29,5 @@ __all__ = [
     "__version__", "Params", "Gradients", "SparseRows", "init_params", "predict_proba",
     "predict", "loss", "loss_and_grad", "sgd_step", "gradcheck", "reference",
     "set_num_threads", "get_num_threads", "choose_path", "show_config",
-    "SGD", "AdaGrad", "Adam", "train_step",
+    "SGD", "AdaGrad", "Adam", "train_step", "Precomputed", "precompute",
 ]

@@ -60,6 +60,22 @@ def bench(args) -> int:
     return 0
 
 
+def inference(args) -> int:
+    from fastgrad import bench as harness
+
+    print(f"precomputed inference ({args.dtype}, {args.variant} indices; word slots cache "
+          f"their {args.top_words} most frequent rows, tag and label slots every row)")
+    print("| config | N | predict_proba ms | precomputed ms | speed-up | cache hits | "
+          "cache MiB |")
+    print("|---|---|---|---|---|---|---|")
+    for c in args.config:
+        for r in harness.run_inference(harness.CONFIGS[c], top_words=args.top_words,
+                                       dtype=np.dtype(args.dtype), variant=args.variant):
+            print(f"| {c} | {r['n']} | {r['predict_proba_ms']:.3f} | {r['precomputed_ms']:.3f} "
+                  f"| {r['speedup']:.2f}x | {r['hit_rate']:.1%} | {r['cache_mib']:.1f} |")
+    return 0
+
+
 def main(argv=None) -> int:
     import fastgrad
     from fastgrad.bench import CONFIGS, VARIANTS
@@ -85,7 +101,14 @@ def main(argv=None) -> int:
     b.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     b.add_argument("--json", metavar="PATH", help="write the results as JSON")
     b.add_argument("--plot", metavar="PATH", help="write a PNG bar chart (needs matplotlib)")
+    inf = sub.add_parser("inference", help="predict_proba vs precomputed inference")
+    inf.add_argument("--config", type=lambda s: s.split(","), default=["parser", "cm2014"])
+    inf.add_argument("--top-words", type=int, default=1000)
+    inf.add_argument("--variant", choices=VARIANTS, default="skewed")
+    inf.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     args = parser.parse_args(argv)
+    if args.command == "inference":
+        return inference(args)
     if args.command == "bench":
         for c in args.config:
             if c not in CONFIGS:

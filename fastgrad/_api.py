@@ -267,8 +267,10 @@ def _check_lr(lr) -> float:
 def _as_generator(rng) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
-    if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
-        return np.random.default_rng(rng)
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        return np.random.default_rng(int(rng))
     raise TypeError(f"rng must be None, an int seed or a numpy Generator, "
                     f"got {type(rng).__name__}")
 
@@ -418,10 +420,9 @@ class _Prepared(NamedTuple):
     n_threads: int
 
 
-def _prepare(p, idx, y, path, *, writeable: bool, backward: bool) -> _Prepared:
-    """Validate everything, fill the workspace's index buffers, pick the path."""
+def _prepare_batch(p, idx, y, *, writeable: bool) -> tuple[_Shape, Workspace, int]:
+    """Validate p, idx and y, and copy idx and y into the workspace's buffers."""
     shape = _check_params(p, writeable=writeable)
-    path = _check_path(path)
     idx = _as_index_array(idx, "idx", 2)
     n = idx.shape[0]
     if n == 0:
@@ -438,6 +439,13 @@ def _prepare(p, idx, y, path, *, writeable: bool, backward: bool) -> _Prepared:
     _copy_checked(idx, ws.idx, shape.n_vocab, "idx", "the vocabulary")
     if y is not None:
         _copy_checked(y, ws.y, shape.n_classes, "y", "the classes")
+    return shape, ws, n
+
+
+def _prepare(p, idx, y, path, *, writeable: bool, backward: bool) -> _Prepared:
+    """Validate everything, fill the workspace's index buffers, pick the path."""
+    path = _check_path(path)
+    shape, ws, n = _prepare_batch(p, idx, y, writeable=writeable)
     if path == "auto":
         path = "dense"
         if n >= _MIN_ROWS_TO_FACTOR:

@@ -1,6 +1,6 @@
 """Type stubs of the compiled kernels (fastgrad._kernels)."""
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -8,9 +8,13 @@ import numpy.typing as npt
 MODE_PROBA: int
 MODE_LOSS: int
 MODE_GRAD: int
-MODE_SGD: int
+MODE_UPDATE: int
 PATH_DENSE: int
 PATH_FACTORED: int
+RULE_SGD: int
+RULE_MOMENTUM: int
+RULE_ADAGRAD: int
+RULE_ADAM: int
 OPENMP: bool
 
 def openmp_max_threads() -> int: ...
@@ -23,6 +27,9 @@ def copy_indices(src: npt.NDArray[np.integer[Any]], dst: npt.NDArray[np.int64],
 def run_step(mode: int, path: int, L: npt.NDArray[np.floating[Any]],
              W: npt.NDArray[np.floating[Any]], b1: npt.NDArray[np.floating[Any]],
              U: npt.NDArray[np.floating[Any]], b2: npt.NDArray[np.floating[Any]],
-             idx: npt.NDArray[np.int64], y: npt.NDArray[np.int64], n: int, lr: float,
-             ws: Any, n_threads: int
+             idx: npt.NDArray[np.int64], y: npt.NDArray[np.int64], n: int,
+             ws: Any, n_threads: int, rule: tuple[float, ...] | None = None,
+             state1: Sequence[npt.NDArray[np.floating[Any]]] | None = None,
+             state2: Sequence[npt.NDArray[np.floating[Any]]] | None = None,
+             keep: float = 1.0
              ) -> tuple[float, int, npt.NDArray[np.floating[Any]] | None]: ...

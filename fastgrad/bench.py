@@ -308,6 +308,48 @@ def run(configs, variants, threads, dtype, methods, rounds=9, warmup=2, progress
     return results
 
 
+def cache_rows(config: Config, top_words: int) -> list:
+    """Per slot, the rows a parser would cache: a tag or label slot every row of its
+    range, a word slot its top_words most frequent (the first rows: Zipf rank order)."""
+    rows, offset = [], 0
+    for count, size in config.slot_groups:
+        k = size if size <= 100 else min(size, top_words)
+        rows += [np.arange(offset, offset + k)] * count
+        offset += size
+    return rows
+
+
+def run_inference(config: Config, sizes=(1, 1024), top_words: int = 1000, rounds: int = 20,
+                  dtype=np.float32, variant: str = "skewed") -> list[dict]:
+    """predict_proba against precompute(...).predict_proba, interleaved, per batch size."""
+    p = fastgrad.init_params(config.n_vocab, config.n_features, config.embed_dim,
+                             config.hidden, config.n_classes, dtype=dtype, seed=0)
+    t0 = time.perf_counter()
+    pre = fastgrad.precompute(p, cache_rows(config, top_words))
+    build_s = time.perf_counter() - t0
+    idx_all, _ = make_batch(config, variant, seed=1)
+    rows = []
+    for n in sizes:
+        idx = np.ascontiguousarray(idx_all[:n])
+        calls = {"predict_proba": lambda: fastgrad.predict_proba(p, idx),
+                 "precomputed": lambda: pre.predict_proba(idx)}
+        reps = max(1, 2000 // n)   # small batches: time many calls per round
+        times: dict[str, list[float]] = {k: [] for k in calls}
+        for _ in range(rounds):
+            for name, call in calls.items():
+                call()
+                t = time.perf_counter()
+                for _ in range(reps):
+                    call()
+                times[name].append((time.perf_counter() - t) / reps)
+        plain, cached = (float(np.median(times[k])) for k in calls)
+        hit = float(np.mean(pre.cache_pos[np.arange(idx.shape[1]), idx] >= 0))
+        rows.append({"config": config.name, "n": n, "predict_proba_ms": plain * 1e3,
+                     "precomputed_ms": cached * 1e3, "speedup": plain / cached,
+                     "hit_rate": hit, "cache_mib": pre.nbytes / 2**20, "build_s": build_s})
+    return rows
+
+
 def format_table(results) -> str:
     """ms/step (median and min–max) per scenario, and fastgrad's ratio to each method."""
     scenarios: dict[tuple, dict[str, Result]] = {}

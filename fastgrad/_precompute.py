@@ -1,0 +1,101 @@
+"""Precomputed inference (Chen & Manning 2014, §3.3).
+
+z = b1 + Σ_j L[w_j] W_j: a parser asks for the same (slot, row) products over
+and over (every tag, every label, the frequent words), so they are multiplied
+once, ahead of time, and inference adds cached rows of Dh numbers instead of
+multiplying d x Dh blocks. A (slot, row) pair not cached falls back to the
+product, so the result always equals predict_proba's (to rounding).
+
+The cache is a snapshot: after p changes (training), call precompute again.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from fastgrad import _kernels
+from fastgrad._api import (
+    Params, _check_params, _prepare_batch, _single_threaded_blas, get_num_threads,
+)
+
+__all__ = ["Precomputed", "precompute"]
+
+
+def _rows_per_slot(rows, n_slots: int, n_vocab: int) -> list[np.ndarray]:
+    if rows is None:
+        return [np.arange(n_vocab)] * n_slots
+    if isinstance(rows, np.ndarray) or (
+            isinstance(rows, (list, tuple)) and rows and isinstance(rows[0], numbers.Integral)):
+        rows = [rows] * n_slots
+    elif not isinstance(rows, (list, tuple)) or len(rows) != n_slots:
+        raise ValueError(f"rows must be None, one array of row ids, or a sequence of "
+                         f"{n_slots} arrays (one per slot)")
+    out = []
+    for j, r in enumerate(rows):
+        r = np.asarray(r)
+        if r.size == 0:
+            out.append(np.empty(0, np.int64))
+            continue
+        if r.dtype.kind not in "iu" or r.ndim != 1:
+            raise TypeError(f"rows[{j}] must be a 1-D integer array, got {r.dtype} {r.shape}")
+        if r.min() < 0 or r.max() >= n_vocab:
+            raise ValueError(f"rows[{j}] holds ids outside the vocabulary [0, {n_vocab})")
+        out.append(np.unique(r).astype(np.int64))
+    return out
+
+
+class Precomputed:
+    """Cached products L[v] W_j of chosen (slot, row) pairs; see precompute()."""
+
+    def __init__(self, p, rows=None):
+        shape = _check_params(p, writeable=False)
+        self.p = Params(*p)
+        m, d, hidden, n_vocab = shape.n_features, shape.embed_dim, shape.hidden, shape.n_vocab
+        per_slot = _rows_per_slot(rows, m, n_vocab)
+        n_cached = sum(len(r) for r in per_slot)
+        if n_cached >= 2**31:
+            raise ValueError(f"{n_cached} cached products exceed 2**31-1")
+        self.cache_pos = np.full((m, n_vocab), -1, np.int32)
+        self.table = np.empty((n_cached, hidden), shape.dtype)
+        base = 0
+        for j, r in enumerate(per_slot):
+            k = len(r)
+            if k:
+                self.cache_pos[j, r] = np.arange(base, base + k, dtype=np.int32)
+                np.matmul(self.p.L[r], self.p.W[j * d:(j + 1) * d], out=self.table[base:base + k])
+            base += k
+        self.n_cached = n_cached
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the cache takes (the products and the position table)."""
+        return self.table.nbytes + self.cache_pos.nbytes
+
+    def predict_proba(self, idx) -> np.ndarray:
+        """Softmax probabilities, shape (N, Nc): predict_proba(p, idx) to rounding."""
+        _, ws, n = _prepare_batch(self.p, idx, None, writeable=False)
+        p = self.p
+        with _single_threaded_blas:
+            _kernels.precomputed_proba(p.L, p.W, p.b1, p.U, p.b2, ws.idx, n, self.cache_pos,
+                                       self.table, ws, get_num_threads())
+        return ws.theta.copy()
+
+    def predict(self, idx) -> np.ndarray:
+        """The most probable class of each row, shape (N,)."""
+        return np.argmax(self.predict_proba(idx), axis=1)
+
+    def __repr__(self) -> str:
+        return f"Precomputed({self.n_cached} products, {self.nbytes / 2**20:.1f} MiB)"
+
+
+def precompute(p, rows=None) -> Precomputed:
+    """Cache L[v] W_j for inference.
+
+    rows: None (every row of L, for every slot), one array of row ids used for
+    every slot, or a sequence of m arrays, one per slot (a word slot caches
+    the frequent words, a tag slot every tag, a label slot every label).
+    Costs (cached pairs) x Dh numbers of memory: pre.nbytes tells.
+    """
+    return Precomputed(p, rows)

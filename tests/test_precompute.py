@@ -1,0 +1,38 @@
+"""Precomputed inference equals predict_proba, whatever is cached."""
+
+import numpy as np
+import pytest
+
+import fastgrad
+
+from _helpers import assert_close, make_problem
+
+
+@pytest.mark.parametrize("rows", ["all", "one-array", "per-slot", "none-cached", "list-of-ints"])
+def test_precomputed_matches_predict_proba(dtype, rows):
+    p, idx, y = make_problem(dtype, n=50, m=4, n_vocab=30)
+    choice = {"all": None, "one-array": np.arange(0, 30, 2),
+              "per-slot": [np.arange(5 * j, 5 * j + 12) for j in range(4)],
+              "none-cached": np.array([], np.int64), "list-of-ints": [1, 2, 3, 3]}[rows]
+    pre = fastgrad.precompute(p, choice)
+    expected = fastgrad.predict_proba(p, idx)
+    assert_close(pre.predict_proba(idx), expected, dtype)
+    np.testing.assert_array_equal(pre.predict(idx), expected.argmax(axis=1))
+    assert_close(pre.predict_proba(idx[:1]), expected[:1], dtype)   # one parser state
+    n_cached = {"all": 4 * 30, "one-array": 4 * 15, "per-slot": 4 * 12, "none-cached": 0,
+                "list-of-ints": 4 * 3}[rows]
+    assert pre.n_cached == n_cached
+    assert pre.nbytes == n_cached * p.W.shape[1] * np.dtype(dtype).itemsize + 4 * 30 * 4
+
+
+def test_precompute_bad_rows():
+    p, idx, _ = make_problem(n_vocab=30)
+    with pytest.raises(ValueError, match="rows"):
+        fastgrad.precompute(p, np.array([0, 30]))
+    with pytest.raises(ValueError, match="rows"):
+        fastgrad.precompute(p, [np.arange(3)] * 3)   # 3 arrays for 4 slots
+    with pytest.raises(TypeError, match=r"rows\[0\]"):
+        fastgrad.precompute(p, np.array([0.5]))
+    pre = fastgrad.precompute(p)
+    with pytest.raises(ValueError, match="idx"):
+        pre.predict_proba(idx + 30)
