@@ -302,6 +302,7 @@ class Workspace:
         self.h = np.empty((n, hidden), f)
         self.theta = np.empty((n, nc), f)
         self.row_loss = np.empty(n, np.float64)
+        self.row_correct = np.zeros(n, np.uint8)   # label's logit the largest (accuracy)
         self.value_slot = np.full(shape.n_vocab, -1, np.int64)
         self.dropout_u = np.empty((n, hidden), f)   # uniform draws of a dropout mask
         self._backward = False

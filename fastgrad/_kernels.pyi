@@ -33,3 +33,8 @@ def run_step(mode: int, path: int, L: npt.NDArray[np.floating[Any]],
              state2: Sequence[npt.NDArray[np.floating[Any]]] | None = None,
              keep: float = 1.0
              ) -> tuple[float, int, npt.NDArray[np.floating[Any]] | None]: ...
+def precomputed_proba(L: npt.NDArray[np.floating[Any]], W: npt.NDArray[np.floating[Any]],
+                      b1: npt.NDArray[np.floating[Any]], U: npt.NDArray[np.floating[Any]],
+                      b2: npt.NDArray[np.floating[Any]], idx: npt.NDArray[np.int64], n: int,
+                      cache_pos: npt.NDArray[np.int32], table: npt.NDArray[np.floating[Any]],
+                      ws: Any, n_threads: int) -> None: ...

@@ -310,13 +310,15 @@ cdef inline void sum_rows(const floating* src, Py_ssize_t row_len,
 
 
 cdef inline double softmax_xent_row(floating* row, Py_ssize_t n_classes, int64_t label,
-                                    int mode, floating scale) noexcept nogil:
+                                    int mode, floating scale,
+                                    unsigned char* correct) noexcept nogil:
     """Stable softmax and cross-entropy of one row of logits, in one pass.
 
     IN/OUT row: logits θ; on return, by mode, the probabilities (MODE_PROBA),
     δ1 = (ŷ - onehot(label)) * scale (MODE_GRAD, MODE_UPDATE), or unchanged
     (MODE_LOSS). Returns the row's cross-entropy (0 for MODE_PROBA). The
     exponential sum is accumulated in double; no one-hot row is ever built.
+    OUT correct (not in MODE_PROBA): 1 when the label's logit is the row's maximum.
     """
     cdef Py_ssize_t c
     cdef floating mx = row[0]
@@ -326,6 +328,8 @@ cdef inline double softmax_xent_row(floating* row, Py_ssize_t n_classes, int64_t
     for c in range(1, n_classes):
         if row[c] > mx:
             mx = row[c]
+    if mode != 0:
+        correct[0] = row[label] >= mx
     if mode == 1:
         for c in range(n_classes):
             if floating is float:
@@ -396,14 +400,18 @@ cdef void sum_slot_products_relu(const floating* products, const int64_t* pos,
 
 cdef void softmax_xent_rows(floating* theta, const int64_t* y, Py_ssize_t n,
                             Py_ssize_t n_classes, int mode, floating scale,
-                            double* row_loss, int n_threads) noexcept nogil:
+                            double* row_loss, unsigned char* row_correct,
+                            int n_threads) noexcept nogil:
     """softmax_xent_row over every row; per-row losses go to row_loss so the
-    batch sum can be taken serially, in a fixed order, whatever the threads."""
+    batch sum can be taken serially, in a fixed order, whatever the threads.
+    row_correct (n entries; unused in MODE_PROBA): 1 where the label's logit is
+    the largest, for accuracies at no extra pass."""
     cdef Py_ssize_t i
     cdef int64_t label
     for i in prange(n, num_threads=n_threads, schedule='static'):
         label = y[i] if mode != 0 else 0
-        row_loss[i] = softmax_xent_row(theta + i * n_classes, n_classes, label, mode, scale)
+        row_loss[i] = softmax_xent_row(theta + i * n_classes, n_classes, label, mode, scale,
+                                       row_correct + i)
 
 
 cdef void sum_groups(const floating* src, Py_ssize_t row_len, const int64_t* group_ptr,
@@ -703,7 +711,7 @@ def precomputed_proba(const floating[:, ::1] L, const floating[:, ::1] W,
         gemm_rows_parallel(False, False, <int> n, <int> n_classes, <int> n_hidden, <floating> 1,
                            &h[0, 0], <int> n_hidden, &U[0, 0], <int> n_classes, <floating> 1,
                            &theta[0, 0], <int> n_classes, n_threads)
-        softmax_xent_rows(&theta[0, 0], NULL, n, n_classes, MODE_PROBA, 1, &row_loss[0],
+        softmax_xent_rows(&theta[0, 0], NULL, n, n_classes, MODE_PROBA, 1, &row_loss[0], NULL,
                           n_threads)
 
 
@@ -768,6 +776,7 @@ def run_step(int mode, int path,
     cdef floating[:, ::1] h = ws.h
     cdef floating[:, ::1] theta = ws.theta
     cdef double[::1] row_loss = ws.row_loss
+    cdef unsigned char[::1] row_correct = ws.row_correct
     cdef floating[:, ::1] x          # dense: the gathered inputs, later dL per occurrence
     cdef floating[:, ::1] xu         # factored: L[key rows], later dL per key
     cdef floating[:, ::1] products   # factored: P, later the segment sums S
@@ -835,6 +844,7 @@ def run_step(int mode, int path,
 
         # ---- softmax, cross-entropy and δ1 = (ŷ - y) / N in one pass per row ----
         softmax_xent_rows(&theta[0, 0], &y[0], n, n_classes, mode, inv_n, &row_loss[0],
+                          &row_correct[0],
                           n_threads)
         if mode != MODE_PROBA:
             for i in range(n):

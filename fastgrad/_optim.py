@@ -156,6 +156,11 @@ def train_step(p, idx, y, opt: Optimizer, *, dropout: float = 0.0, l2: float = 0
     not finite, nothing is written (parameters and optimizer state) and
     FloatingPointError is raised.
     """
+    return _train_step(p, idx, y, opt, dropout, l2, rng, path)[0]
+
+
+def _train_step(p, idx, y, opt, dropout, l2, rng, path) -> tuple[float, int]:
+    """train_step, also returning how many rows the model got right before the update."""
     if not isinstance(opt, Optimizer):
         raise TypeError(f"opt must be a fastgrad optimizer (SGD, AdaGrad, Adam), "
                         f"got {type(opt).__name__}")
@@ -163,10 +168,6 @@ def train_step(p, idx, y, opt: Optimizer, *, dropout: float = 0.0, l2: float = 0
     l2 = _check_real(l2, "l2")
     prepared = _prepare(p, idx, y, path, writeable=True, backward=True)
     opt._check_for(prepared.ws.shape)
-    for state in (opt.state1, opt.state2):
-        if state is not None and any(np.may_share_memory(s, a)
-                                     for s in state for a in prepared.p):
-            raise ValueError("opt's state shares memory with p")
     keep = _draw_dropout(prepared, dropout, rng)
     value = float(_run(_kernels.MODE_UPDATE, prepared, opt._rule(l2),
                        opt.state1, opt.state2, keep)[0])
@@ -174,4 +175,4 @@ def train_step(p, idx, y, opt: Optimizer, *, dropout: float = 0.0, l2: float = 0
         raise FloatingPointError(f"the loss is {value}: p holds NaN or Inf where this batch "
                                  "reads it; no parameter or optimizer state was updated")
     opt.steps += 1
-    return value
+    return value, int(prepared.ws.row_correct[:prepared.n].sum())

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import fastgrad
+from fastgrad._progress import ProgressBar
 from fastgrad import reference
 
 
@@ -268,31 +269,6 @@ def run_scenario(config: Config, variant: str, n_threads: int, dtype, methods,
         if on_round is not None:
             on_round()
     return list(results.values())
-
-
-class ProgressBar:
-    """A one-line progress bar on stderr; silent when stderr is not a terminal."""
-
-    def __init__(self, total: int, enabled=None):
-        self.total, self.done, self.label = total, 0, ""
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.start = time.perf_counter()
-
-    def advance(self, label: str = "") -> None:
-        self.done += 1
-        self.label = label or self.label
-        if self.enabled:
-            width = 30
-            filled = int(width * self.done / max(self.total, 1))
-            elapsed = time.perf_counter() - self.start
-            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] "
-                             f"{self.done}/{self.total} {elapsed:5.1f}s {self.label:<28}")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 def run(configs, variants, threads, dtype, methods, rounds=9, warmup=2, progress=None):

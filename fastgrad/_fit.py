@@ -1,0 +1,117 @@
+"""A minibatch training loop, and evaluation in batches."""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from fastgrad import _kernels
+from fastgrad._api import _as_index_array, _check_real, _prepare, _run
+from fastgrad._optim import Optimizer, _train_step
+from fastgrad._progress import ProgressBar
+
+__all__ = ["EpochStats", "evaluate", "fit"]
+
+
+class EpochStats(NamedTuple):
+    """One epoch of fit(): training loss and accuracy are the running means over the
+    epoch's batches (under dropout, before each batch's update); validation ones are
+    measured after the epoch, without dropout (None without validation data)."""
+
+    epoch: int
+    loss: float
+    accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    seconds: float
+    examples_per_s: float
+
+
+def _check_count(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def evaluate(p, idx, y, *, batch_size: int = 4096, path: str = "auto") -> tuple[float, float]:
+    """(mean loss, accuracy) over a data set, batch by batch, in one forward pass each.
+
+    Accuracy counts a row as right when its label's logit is the largest.
+    """
+    batch_size = _check_count(batch_size, "batch_size")
+    idx = _as_index_array(idx, "idx", 2)
+    y = _as_index_array(y, "y", 1)
+    if y.shape[0] != idx.shape[0]:
+        raise ValueError(f"y must have length {idx.shape[0]} (the rows of idx), got {y.shape[0]}")
+    total_loss, n_correct = 0.0, 0
+    for start in range(0, idx.shape[0], batch_size):
+        prepared = _prepare(p, idx[start:start + batch_size], y[start:start + batch_size],
+                            path, writeable=False, backward=False)
+        total_loss += float(_run(_kernels.MODE_LOSS, prepared)[0]) * prepared.n
+        n_correct += int(prepared.ws.row_correct[:prepared.n].sum())
+    return total_loss / idx.shape[0], n_correct / idx.shape[0]
+
+
+def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
+        dropout: float = 0.0, l2: float = 0.0, shuffle_seed=0, validation=None,
+        progress: bool | None = None, path: str = "auto") -> list[EpochStats]:
+    """Train p in place with opt over minibatches; returns one EpochStats per epoch.
+
+    Each epoch visits the rows of (idx, y) once, in an order drawn from
+    shuffle_seed (which also seeds the dropout masks: the same seed, the same
+    run). validation=(idx_v, y_v) is evaluated after every epoch. progress:
+    a bar on stderr (default: only when stderr is a terminal). A step whose
+    loss is not finite raises FloatingPointError with nothing of it written.
+    """
+    if not isinstance(opt, Optimizer):
+        raise TypeError(f"opt must be a fastgrad optimizer (SGD, AdaGrad, Adam), "
+                        f"got {type(opt).__name__}")
+    epochs = _check_count(epochs, "epochs")
+    batch_size = _check_count(batch_size, "batch_size")
+    dropout = _check_real(dropout, "dropout", 0.0, 1.0, high_open=True)
+    l2 = _check_real(l2, "l2")
+    idx = _as_index_array(idx, "idx", 2)
+    y = _as_index_array(y, "y", 1)
+    n = idx.shape[0]
+    if y.shape[0] != n or n == 0:
+        raise ValueError(f"y must have length {n} (the rows of idx), and n > 0; "
+                         f"got {y.shape[0]}")
+    if validation is not None:
+        try:
+            idx_v, y_v = validation
+        except (TypeError, ValueError):
+            raise TypeError("validation must be a pair (idx_v, y_v)") from None
+    shuffle_rng, dropout_rng = (np.random.default_rng(s)
+                                for s in np.random.SeedSequence(shuffle_seed).spawn(2))
+    # batch buffers reused across steps: a batch is gathered, never allocated
+    batch_idx = np.empty((min(batch_size, n), idx.shape[1]), idx.dtype)
+    batch_y = np.empty(min(batch_size, n), y.dtype)
+    n_batches = -(-n // batch_size)
+    bar = ProgressBar(epochs * n_batches, enabled=progress)
+    history = []
+    try:
+        for epoch in range(1, epochs + 1):
+            order = shuffle_rng.permutation(n)
+            t0 = time.perf_counter()
+            total_loss, n_correct = 0.0, 0
+            for start in range(0, n, batch_size):
+                rows = order[start:start + batch_size]
+                bi, by = batch_idx[:len(rows)], batch_y[:len(rows)]
+                np.take(idx, rows, axis=0, out=bi)
+                np.take(y, rows, out=by)
+                J, correct = _train_step(p, bi, by, opt, dropout, l2, dropout_rng, path)
+                total_loss += J * len(rows)
+                n_correct += correct
+                bar.advance(f"epoch {epoch}/{epochs} loss {total_loss / (start + len(rows)):.4f}")
+            seconds = time.perf_counter() - t0
+            val_loss = val_acc = None
+            if validation is not None:
+                val_loss, val_acc = evaluate(p, idx_v, y_v, batch_size=max(batch_size, 1024),
+                                             path=path)
+            history.append(EpochStats(epoch, total_loss / n, n_correct / n, val_loss, val_acc,
+                                      seconds, n / seconds))
+    finally:
+        bar.close()
+    return history
