@@ -102,40 +102,63 @@ def set_num_threads(n_threads: int) -> None:
     _n_threads = int(n_threads)
 
 
+def _blas_thread_functions(controller):
+    """(get, set) of one BLAS's thread count.
+
+    For OpenBLAS the two C functions are looked up once and kept: threadpoolctl
+    looks them up on every call, which leaves ctypes objects for the garbage
+    collector at every step. Any other BLAS goes through threadpoolctl.
+    """
+    lookup = getattr(controller, "_get_symbol", None)
+    if controller.internal_api == "openblas" and lookup is not None:
+        if getattr(controller, "threading_layer", "") == "openmp":
+            names = ("omp_get_max_threads", "omp_set_num_threads")
+        else:
+            names = ("openblas_get_num_threads", "openblas_set_num_threads")
+        get, set_ = (lookup(name) for name in names)
+        if get is not None and set_ is not None:
+            return get, set_
+    return controller.get_num_threads, controller.set_num_threads
+
+
 class _SingleThreadedBlas:
     """Holds every loaded BLAS at one thread while any kernel runs.
 
     OpenBLAS keeps its workers spinning for a while after a threaded call; had
     they run beside the kernels' OpenMP threads, each layer would steal the
     other's cores (measured here: a 2-thread parser step took 40 ms instead of
-    ~10 ms). threadpoolctl reaches the BLAS that scipy's cython_blas binds to;
+    ~10 ms). threadpoolctl finds the BLAS that scipy's cython_blas binds to;
     the first caller in saves and sets the counts, the last one out restores them.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._depth = 0
-        self._controllers = None
-        self._saved = ()
+        self._functions = None
+        self._saved = []
 
     def __enter__(self):
         with self._lock:
             if self._depth == 0:
-                if self._controllers is None:
+                if self._functions is None:
                     from threadpoolctl import ThreadpoolController
-                    self._controllers = ThreadpoolController().select(
-                        user_api="blas").lib_controllers
-                self._saved = [c.get_num_threads() for c in self._controllers]
-                for c in self._controllers:
-                    c.set_num_threads(1)
+                    self._functions = [_blas_thread_functions(c) for c in ThreadpoolController()
+                                       .select(user_api="blas").lib_controllers]
+                self._saved.clear()
+                for get, set_ in self._functions:
+                    n = get()
+                    self._saved.append(n)
+                    if n != 1:
+                        set_(1)
             self._depth += 1
 
     def __exit__(self, *exc):
         with self._lock:
             self._depth -= 1
             if self._depth == 0:
-                for c, n in zip(self._controllers, self._saved):
-                    c.set_num_threads(n)
+                for (_, set_), n in zip(self._functions, self._saved):
+                    if n is not None and n != 1:
+                        set_(n)
 
 
 _single_threaded_blas = _SingleThreadedBlas()

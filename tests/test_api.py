@@ -87,3 +87,19 @@ def test_training_loop_allocates_nothing_per_step(path):
 def test_version_and_reference_are_exposed():
     assert isinstance(fastgrad.__version__, str) and fastgrad.__version__.count(".") == 2
     assert callable(fastgrad.reference.loss_and_grad)
+
+
+def test_blas_threads_restored_after_a_kernel():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import scipy.linalg  # noqa: F401  (the BLAS the kernels use)
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"]
+
+    p, idx, y = make_problem(np.float32)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        before = blas_threads()
+        fastgrad.sgd_step(p, idx, y, 0.01)
+        fastgrad.train_step(p, idx, y, fastgrad.Adam(p), dropout=0.5, rng=0)
+        assert blas_threads() == before
