@@ -78,6 +78,11 @@ def inference(args) -> int:
 
 def main(argv=None) -> int:
     import fastgrad
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["parser"]:   # the example has its own options
+        from fastgrad.examples import parser as example
+        return example.main(argv[1:])
     from fastgrad.bench import CONFIGS, VARIANTS
 
     parser = argparse.ArgumentParser(prog="python -m fastgrad", description=__doc__)
@@ -85,6 +90,8 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("demo", help="gradient check and a short training run (the default)")
     sub.add_parser("config", help="print fastgrad.show_config()")
+    sub.add_parser("parser", help="train and evaluate Chen & Manning's parser on a treebank "
+                                  "(fastgrad parser --help)")
     b = sub.add_parser("bench", help="ms per training step: fastgrad vs reference, floor, peers")
     b.add_argument("--config", type=lambda s: s.split(","), default=list(CONFIGS),
                    help=f"comma-separated, from {','.join(CONFIGS)} (default: all)")

@@ -1,0 +1,1 @@
+"""Worked examples that ship with fastgrad (run them through the `fastgrad` command)."""

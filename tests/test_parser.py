@@ -1,0 +1,123 @@
+"""The parser example: oracle, features, and a short training run on the treebank."""
+
+import numpy as np
+import pytest
+
+import fastgrad
+from fastgrad.examples import parser as P
+
+JOHN = P.Sentence(words=["John", "saw", "Mary", "."], tags=["NOUN", "VERB", "NOUN", "PUNCT"],
+                  heads=[2, 0, 2, 2], labels=["nsubj", "root", "dobj", "p"])
+NESTED = P.Sentence(words=["the", "old", "man", "saw", "a", "dog", "today"],
+                    tags=["DET", "ADJ", "NOUN", "VERB", "DET", "NOUN", "ADV"],
+                    heads=[3, 3, 4, 0, 6, 4, 4], labels=["det", "amod", "nsubj", "root", "det",
+                                                         "dobj", "advmod"])
+CROSSING = P.Sentence(words=list("abcd"), tags=["X"] * 4, heads=[3, 4, 0, 3],
+                      labels=["l"] * 4)
+
+
+def test_oracle_rebuilds_hand_made_trees():
+    vocab = P.Vocabulary([JOHN, NESTED], min_count=1)
+    for sentence in (JOHN, NESTED):
+        _, moves, state = P.gold_sequence(sentence, vocab)
+        assert len(moves) == 2 * len(sentence.words)
+        assert state.heads[1:] == sentence.heads
+        assert [vocab.labels[k] for k in state.labels[1:]] == sentence.labels
+    _, moves, _ = P.gold_sequence(JOHN, vocab)
+    n = len(vocab.labels)
+    L = {lab: 1 + k for k, lab in enumerate(vocab.labels)}
+    R = {lab: 1 + n + k for k, lab in enumerate(vocab.labels)}
+    assert moves == [0, 0, L["nsubj"], 0, R["dobj"], 0, R["p"], R["root"]]
+
+
+def test_projectivity():
+    assert P.is_projective(JOHN.heads) and P.is_projective(NESTED.heads)
+    assert not P.is_projective(CROSSING.heads)
+    vocab = P.Vocabulary([JOHN, CROSSING], min_count=1)
+    data = P.make_instances([JOHN, CROSSING], vocab)
+    assert (data.n_sentences, data.n_skipped) == (1, 1) and len(data.y) == 8
+
+
+def test_features_follow_the_template():
+    vocab = P.Vocabulary([JOHN], min_count=1)
+    words, tags = vocab.encode(JOHN)
+    state = P.State(4)
+    n = len(vocab.labels)
+    for t in (0, 0, 1 + vocab.label_index["nsubj"], 0):   # SHIFT SHIFT LEFT(nsubj) SHIFT
+        state.apply(t, n)
+    assert state.stack == [0, 2, 3] and state.next == 4
+    row = [0] * P.N_FEATURES
+    P.features(state, words, tags, vocab, row)
+    w, t, lab = vocab.word_id, vocab.tag_id, vocab.label_id
+    null_w, null_t, null_l = w[P.NULL], t[P.NULL], lab[P.NULL]
+    # s1 s2 s3 b1 b2 b3 = Mary saw ROOT . NULL NULL
+    assert row[:6] == [w["Mary"], w["saw"], w[P.ROOT], w["."], null_w, null_w]
+    assert row[18:24] == [t["NOUN"], t["VERB"], t[P.ROOT], t["PUNCT"], null_t, null_t]
+    # s1's six children: none; s2's: lc1 = John, the rest none
+    assert row[6:12] == [null_w] * 6 and row[12:18] == [w["John"]] + [null_w] * 5
+    assert row[30] == t["NOUN"] and row[31:36] == [null_t] * 5
+    assert row[36:48] == [null_l] * 6 + [lab["nsubj"]] + [null_l] * 5
+    assert all(0 <= i < vocab.size for i in row)
+
+
+def test_parse_and_scores_on_a_perfect_predictor():
+    vocab = P.Vocabulary([JOHN, NESTED], min_count=1)
+    golds = {id(s): P.gold_sequence(s, vocab)[1] for s in (JOHN, NESTED)}
+    sentences = [JOHN, NESTED]
+    counters = [0, 0]
+
+    def oracle_predictor(idx):   # replays the gold moves, in the order parse() asks
+        out = np.zeros((len(idx), vocab.n_transitions))
+        active = [i for i in range(2) if counters[i] < len(golds[id(sentences[i])])]
+        for row, i in enumerate(active):
+            out[row, golds[id(sentences[i])][counters[i]]] = 1
+            counters[i] += 1
+        return out
+
+    parses = P.parse(oracle_predictor, sentences, vocab)
+    scores = P.attachment_scores(sentences, parses, vocab)
+    assert scores["all"]["uas"] == scores["all"]["las"] == 1.0
+    assert scores["all"]["tokens"] == 11 and scores["no_punct"]["tokens"] == 10
+
+
+@pytest.fixture(scope="module")
+def splits():
+    try:
+        return P.load_splits()
+    except SystemExit as e:
+        pytest.skip(str(e))
+
+
+def test_oracle_rebuilds_every_projective_treebank_tree(splits):
+    sentences = splits["train"] + splits["dev"] + splits["test"]
+    assert len(sentences) > 4000
+    vocab = P.Vocabulary(splits["train"])
+    rebuilt = skipped = 0
+    for s in sentences:
+        if not P.is_projective(s.heads):
+            skipped += 1
+            continue
+        _, moves, state = P.gold_sequence(s, vocab)
+        assert state.heads[1:] == s.heads
+        assert [vocab.labels[k] for k in state.labels[1:]] == \
+            [lab if lab in vocab.label_index else vocab.labels[0] for lab in s.labels]
+        rebuilt += 1
+    assert rebuilt > 0.8 * len(sentences) and skipped > 0
+
+
+def test_short_training_run_beats_the_trivial_baseline(splits):
+    train, dev = splits["train"][:400], splits["dev"][:150]
+    vocab = P.Vocabulary(train)
+    data = P.make_instances(train, vocab)
+    p = P.init_like_paper(vocab, embed_dim=32, hidden=100, seed=0)
+    opt = fastgrad.AdaGrad(p, lr=0.05)
+    fastgrad.fit(p, data.idx, data.y, opt, epochs=4, batch_size=128, dropout=0.2,
+                 shuffle_seed=0, progress=False)
+    pre = fastgrad.precompute(p, vocab.rows_to_cache(train))
+    parses = P.parse(pre.predict_proba, dev, vocab)
+    uas = P.attachment_scores(dev, parses, vocab)["all"]["uas"]
+    baseline = P.right_neighbour_baseline(dev)
+    assert uas > baseline + 0.05, (uas, baseline)
+    # precomputed and plain inference agree on real states
+    plain = P.parse(lambda idx: fastgrad.predict_proba(p, idx), dev[:20], vocab)
+    assert plain == parses[:20]
