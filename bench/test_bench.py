@@ -19,12 +19,16 @@ METHODS = bench.available_methods(["fastgrad", "fastgrad-dense", "fastgrad-facto
                                    "reference", "floor", "torch", "jax"])
 
 
+SCENARIOS = [(c, v) for c in bench.CONFIGS for v in bench.VARIANTS]
+if bench.treebank_available():   # real parser states (pip install turkish-treebanks)
+    SCENARIOS.append((bench.TREEBANK, bench.REAL))
+
+
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("variant", bench.VARIANTS)
-@pytest.mark.parametrize("config", list(bench.CONFIGS))
+@pytest.mark.parametrize("config,variant", SCENARIOS)
 def test_training_step(benchmark, config, variant, method):
     bench.set_threads(THREADS)
-    cfg = bench.CONFIGS[config]
+    cfg = bench.get_config(config)
     idx, y = bench.make_batch(cfg, variant)
     step = bench.METHODS[method](cfg, idx, y, np.float32, 0)
     benchmark.group = f"{config}-{variant}"

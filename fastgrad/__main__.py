@@ -69,7 +69,7 @@ def inference(args) -> int:
           "cache MiB |")
     print("|---|---|---|---|---|---|---|")
     for c in args.config:
-        for r in harness.run_inference(harness.CONFIGS[c], top_words=args.top_words,
+        for r in harness.run_inference(harness.get_config(c), top_words=args.top_words,
                                        dtype=np.dtype(args.dtype), variant=args.variant):
             print(f"| {c} | {r['n']} | {r['predict_proba_ms']:.3f} | {r['precomputed_ms']:.3f} "
                   f"| {r['speedup']:.2f}x | {r['hit_rate']:.1%} | {r['cache_mib']:.1f} |")
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     if argv[:1] == ["parser"]:   # the example has its own options
         from fastgrad.examples import parser as example
         return example.main(argv[1:])
-    from fastgrad.bench import CONFIGS, VARIANTS
+    from fastgrad.bench import CONFIGS, TREEBANK, VARIANTS, treebank_available
 
     parser = argparse.ArgumentParser(prog="python -m fastgrad", description=__doc__)
     parser.add_argument("--version", action="version", version=f"fastgrad {fastgrad.__version__}")
@@ -93,8 +93,10 @@ def main(argv=None) -> int:
     sub.add_parser("parser", help="train and evaluate Chen & Manning's parser on a treebank "
                                   "(fastgrad parser --help)")
     b = sub.add_parser("bench", help="ms per training step: fastgrad vs reference, floor, peers")
-    b.add_argument("--config", type=lambda s: s.split(","), default=list(CONFIGS),
-                   help=f"comma-separated, from {','.join(CONFIGS)} (default: all)")
+    default_configs = list(CONFIGS) + ([TREEBANK] if treebank_available() else [])
+    b.add_argument("--config", type=lambda s: s.split(","), default=default_configs,
+                   help=f"comma-separated, from {','.join(CONFIGS)},{TREEBANK} (default: all; "
+                        f"{TREEBANK}, real parser states, needs pip install turkish-treebanks)")
     b.add_argument("--variant", type=lambda s: s.split(","), default=list(VARIANTS),
                    help="uniform,skewed (default: both)")
     b.add_argument("--threads", type=lambda s: [int(t) for t in s.split(",")], default=[1, 2],
@@ -118,8 +120,12 @@ def main(argv=None) -> int:
         return inference(args)
     if args.command == "bench":
         for c in args.config:
-            if c not in CONFIGS:
-                parser.error(f"unknown config {c!r}; choose from {', '.join(CONFIGS)}")
+            if c == TREEBANK and not treebank_available():
+                parser.error(f"config {TREEBANK} needs the turkish-treebanks package: "
+                             "pip install turkish-treebanks")
+            if c not in CONFIGS and c != TREEBANK:
+                parser.error(f"unknown config {c!r}; choose from {', '.join(CONFIGS)}, "
+                             f"{TREEBANK}")
         for v in args.variant:
             if v not in VARIANTS:
                 parser.error(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")

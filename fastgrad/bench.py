@@ -53,14 +53,54 @@ CONFIGS = {
     "nplm": Config("nplm", 512, 64, 256, 10000, ((4, 10000),)),
 }
 VARIANTS = ("uniform", "skewed")
+# The treebank config: real parser states (fastgrad.examples.parser) when the optional
+# turkish-treebanks package is installed; its one variant is "real".
+TREEBANK = "treebank"
+REAL = "real"
+_treebank_cache: dict = {}
+
+
+def treebank_available() -> bool:
+    import importlib.metadata
+    try:
+        importlib.metadata.distribution("turkish-treebanks")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def treebank_data():
+    """(Config, training-state features, gold transitions) of the treebank, built once."""
+    if not _treebank_cache:
+        from fastgrad.examples import parser as example
+        train = example.load_splits()["train"]
+        vocab = example.Vocabulary(train)
+        data = example.make_instances(train, vocab)
+        config = Config(TREEBANK, 1024, 50, 200, vocab.n_transitions,
+                        ((18, vocab.n_words), (18, vocab.n_tags), (12, vocab.n_label_entries)))
+        _treebank_cache.update(config=config, idx=data.idx.astype(np.int64),
+                               y=data.y.astype(np.int64))
+    return _treebank_cache["config"], _treebank_cache["idx"], _treebank_cache["y"]
+
+
+def get_config(name: str) -> Config:
+    return treebank_data()[0] if name == TREEBANK else CONFIGS[name]
+
+
+def variants_of(name: str, requested) -> list:
+    return [REAL] if name == TREEBANK else list(requested)
 
 
 def make_batch(config: Config, variant: str, seed: int = 0):
     """(idx, y) for one batch: each slot draws from its own vocabulary range,
     uniformly or with Zipf frequencies p(rank) ∝ 1/rank (rank 1 = the range's first row)."""
+    rng = np.random.default_rng(seed)
+    if variant == REAL:   # a random batch of real parser states
+        _, states, moves = treebank_data()
+        rows = np.sort(rng.choice(len(moves), size=config.n, replace=False))
+        return np.ascontiguousarray(states[rows]), np.ascontiguousarray(moves[rows])
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    rng = np.random.default_rng(seed)
     columns, offset = [], 0
     for count, size in config.slot_groups:
         if variant == "uniform":
@@ -273,12 +313,12 @@ def run_scenario(config: Config, variant: str, n_threads: int, dtype, methods,
 
 def run(configs, variants, threads, dtype, methods, rounds=9, warmup=2, progress=None):
     """Every scenario of the grid; returns the list of Results."""
-    scenarios = [(c, v, t) for c in configs for v in variants for t in threads]
+    scenarios = [(c, v, t) for c in configs for v in variants_of(c, variants) for t in threads]
     bar = ProgressBar(len(scenarios) * rounds, enabled=progress)
     results = []
     for c, v, t in scenarios:
         label = f"{c} {v} {t}T"
-        results += run_scenario(CONFIGS[c], v, t, dtype, methods, rounds=rounds,
+        results += run_scenario(get_config(c), v, t, dtype, methods, rounds=rounds,
                                 warmup=warmup, on_round=lambda: bar.advance(label))
     bar.close()
     return results

@@ -58,7 +58,8 @@ class Sentence(NamedTuple):
 
 def read_conllu(path) -> list[Sentence]:
     """The sentences of a CoNLL-U file (multiword-token and empty-node lines skipped)."""
-    sentences, rows = [], []
+    sentences: list[Sentence] = []
+    rows: list[tuple] = []
     with open(path, encoding="utf-8") as f:
         for line in f:
             line = line.rstrip("\n")
@@ -170,8 +171,8 @@ class State:
         self.next = 1                           # the buffer is next..n
         self.heads = [-1] * (n_tokens + 1)
         self.labels = [-1] * (n_tokens + 1)     # label index of each attached token
-        self.left = [[] for _ in range(n_tokens + 1)]    # sorted children left of a token
-        self.right = [[] for _ in range(n_tokens + 1)]   # sorted children right of it
+        self.left: list[list[int]] = [[] for _ in range(n_tokens + 1)]   # sorted, left of it
+        self.right: list[list[int]] = [[] for _ in range(n_tokens + 1)]  # sorted, right of it
 
     def done(self) -> bool:
         return self.next > self.n and len(self.stack) == 1
@@ -316,7 +317,8 @@ def parse(predictor, sentences, vocab: Vocabulary):
     batch = np.zeros((len(sentences), N_FEATURES), np.int64)
     while active:
         for row, i in enumerate(active):
-            features(states[i], *encoded[i], vocab, batch[row])
+            words, tags = encoded[i]
+            features(states[i], words, tags, vocab, batch[row])
         proba = predictor(batch[:len(active)])
         for row, i in enumerate(active):
             scores = np.where(states[i].legal(n_labels), proba[row], -1.0)
