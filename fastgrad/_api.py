@@ -164,6 +164,29 @@ class _SingleThreadedBlas:
 _single_threaded_blas = _SingleThreadedBlas()
 
 
+# In-place updates of the same arrays from two Python threads are serialized: each
+# array's address picks one of a fixed set of locks, taken in a fixed order (no
+# deadlock). Unrelated parameter sets almost never share a lock, so independent
+# training threads still run in parallel.
+_WRITE_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
+class _ParamsWriteLock:
+    """Held around a whole in-place update (and an optimizer's step count)."""
+
+    def __init__(self, p: Params):
+        stripes = {(a.__array_interface__["data"][0] >> 6) % len(_WRITE_LOCKS) for a in p}
+        self._locks = [_WRITE_LOCKS[i] for i in sorted(stripes)]
+
+    def __enter__(self):
+        for lock in self._locks:
+            lock.acquire()
+
+    def __exit__(self, *exc):
+        for lock in reversed(self._locks):
+            lock.release()
+
+
 def get_num_threads() -> int:
     """The thread count of fastgrad's own loops (see set_num_threads)."""
     return _n_threads
@@ -596,7 +619,8 @@ def sgd_step(p, idx, y, lr, *, path: str = "auto") -> float:
     """
     lr = _check_lr(lr)
     prepared = _prepare(p, idx, y, path, writeable=True, backward=True)
-    value = float(_run(_kernels.MODE_UPDATE, prepared, _sgd_rule(lr))[0])
+    with _ParamsWriteLock(prepared.p):
+        value = float(_run(_kernels.MODE_UPDATE, prepared, _sgd_rule(lr))[0])
     if not math.isfinite(value):
         raise FloatingPointError(f"the loss is {value}: p holds NaN or Inf where this batch "
                                  "reads it; no parameter was updated")

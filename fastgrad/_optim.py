@@ -32,7 +32,8 @@ import numpy as np
 
 from fastgrad import _kernels
 from fastgrad._api import (
-    Params, _check_params, _check_real, _draw_dropout, _prepare, _run, _Shape,
+    Params, _check_params, _check_real, _draw_dropout, _ParamsWriteLock, _prepare, _run,
+    _Shape,
 )
 
 __all__ = ["SGD", "AdaGrad", "Adam", "train_step"]
@@ -169,10 +170,12 @@ def _train_step(p, idx, y, opt, dropout, l2, rng, path) -> tuple[float, int]:
     prepared = _prepare(p, idx, y, path, writeable=True, backward=True)
     opt._check_for(prepared.ws.shape)
     keep = _draw_dropout(prepared, dropout, rng)
-    value = float(_run(_kernels.MODE_UPDATE, prepared, opt._rule(l2),
-                       opt.state1, opt.state2, keep)[0])
+    with _ParamsWriteLock(prepared.p):   # the rule's step count and the update, together
+        value = float(_run(_kernels.MODE_UPDATE, prepared, opt._rule(l2),
+                           opt.state1, opt.state2, keep)[0])
+        if math.isfinite(value):
+            opt.steps += 1
     if not math.isfinite(value):
         raise FloatingPointError(f"the loss is {value}: p holds NaN or Inf where this batch "
                                  "reads it; no parameter or optimizer state was updated")
-    opt.steps += 1
     return value, int(prepared.ws.row_correct[:prepared.n].sum())

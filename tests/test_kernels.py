@@ -229,3 +229,30 @@ def test_threads_on_independent_params_match_serial_results():
         assert losses_a == losses_b
         for a, b in zip(qa, qb):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("update", ["sgd_step", "adam"])
+def test_threads_updating_the_same_params_are_serialized(update):
+    """Two threads stepping the same Params: each step runs whole, one after the other,
+    so 2 x 25 identical steps from two threads equal 50 steps from one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    p, idx, y = make_problem(np.float64, n=256, m=5, hidden=32, vocab_used=25)
+    q = copy_params(p)
+    opts = {id(p): fastgrad.Adam(p, 1e-3), id(q): fastgrad.Adam(q, 1e-3)}
+
+    def steps(params, count):
+        for _ in range(count):
+            if update == "sgd_step":
+                fastgrad.sgd_step(params, idx, y, 0.05)
+            else:
+                fastgrad.train_step(params, idx, y, opts[id(params)])
+
+    steps(q, 50)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda _: steps(p, 25), range(2)))
+    if update != "sgd_step":
+        # Adam's step count decides its bias correction: 50 steps from either thread
+        assert opts[id(p)].steps == 50
+    for a, b in zip(p, q):
+        np.testing.assert_array_equal(a, b)
