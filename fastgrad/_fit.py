@@ -45,6 +45,8 @@ def evaluate(p, idx, y, *, batch_size: int = 4096, path: str = "auto") -> tuple[
     y = _as_index_array(y, "y", 1)
     if y.shape[0] != idx.shape[0]:
         raise ValueError(f"y must have length {idx.shape[0]} (the rows of idx), got {y.shape[0]}")
+    if idx.shape[0] == 0:
+        raise ValueError("idx is an empty data set (0 rows)")
     total_loss, n_correct = 0.0, 0
     for start in range(0, idx.shape[0], batch_size):
         prepared = _prepare(p, idx[start:start + batch_size], y[start:start + batch_size],

@@ -169,7 +169,7 @@ def test_thread_counts_agree_and_each_is_deterministic(path):
         fastgrad.set_num_threads(saved)
 
 
-@pytest.mark.parametrize("scale", [1e4, -1e4])
+@pytest.mark.parametrize("scale", [1e4, -1e4, 1e30, -1e30])
 def test_extreme_logits_give_finite_loss_and_gradients(dtype, path, scale):
     p, idx, y = make_problem(dtype)
     p.b2[:] = 0

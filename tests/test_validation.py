@@ -21,7 +21,19 @@ CALLS = {
     "sgd_step": lambda p, idx, y: fastgrad.sgd_step(p, idx, y, 0.1),
     "loss_and_grad": lambda p, idx, y: fastgrad.loss_and_grad(p, idx, y),
     "loss": lambda p, idx, y: fastgrad.loss(p, idx, y),
+    "train_step": lambda p, idx, y: fastgrad.train_step(p, idx, y, _AdamLike(p), dropout=0.5,
+                                                        rng=0),
+    "evaluate": lambda p, idx, y: fastgrad.evaluate(p, idx, y),
 }
+
+
+def _AdamLike(p):
+    """An optimizer for p when p is valid; for an invalid p, one for a valid stand-in, so
+    that train_step itself meets the bad p (the optimizer would refuse it first)."""
+    try:
+        return fastgrad.Adam(p)
+    except (TypeError, ValueError):
+        return fastgrad.Adam(make_problem()[0])
 
 
 def bad_param_cases():
@@ -46,6 +58,12 @@ def bad_param_cases():
         "b2_shape": (replace("b2", lambda a: np.append(a, 0)), ValueError, "p.b2"),
         "b1_2d": (replace("b1", lambda a: a[None, :].copy()), ValueError, "p.b1"),
         "empty_L": (replace("L", lambda a: a[:0].copy()), ValueError, "p.L"),
+        "zero_embed_dim": (replace("L", lambda a: a[:, :0].copy()), ValueError, "p.L"),
+        "zero_hidden": (lambda p: p._replace(W=p.W[:, :0].copy(), b1=p.b1[:0].copy(),
+                                             U=p.U[:0].copy()), ValueError, "p.W"),
+        "zero_classes": (lambda p: p._replace(U=p.U[:, :0].copy(), b2=p.b2[:0].copy()),
+                         ValueError, "p.U"),
+        "L_1d": (replace("L", lambda a: a.ravel().copy()), ValueError, "p.L"),
     }
 
 
@@ -112,7 +130,33 @@ def test_bad_learning_rate(lr):
     snap = snapshot(p)
     with pytest.raises((TypeError, ValueError), match="lr"):
         fastgrad.sgd_step(p, idx, y, lr)
+    for make in (fastgrad.SGD, fastgrad.AdaGrad, fastgrad.Adam):
+        with pytest.raises((TypeError, ValueError), match="lr"):
+            make(p, lr=lr)
     assert_unchanged(p, snap)
+
+
+@pytest.mark.parametrize("value", [float("inf"), -float("inf"), float("nan")])
+@pytest.mark.parametrize("where", ["L", "W", "b1", "U", "b2"])
+def test_non_finite_params_refuse_train_step_and_leave_everything(where, value):
+    p, idx, y = make_problem()
+    opt = fastgrad.AdaGrad(p)
+    fastgrad.train_step(p, idx, y, opt)
+    target = getattr(p, where)
+    target.flat[idx[0, 0] * p.L.shape[1] if where == "L" else 0] = value
+    snap = snapshot(p) + snapshot(opt.state1)
+    if where == "b1" and value == -float("inf"):
+        # relu(z - inf) = 0: a dead hidden unit, a finite network; the step goes on
+        assert np.isfinite(fastgrad.train_step(p, idx, y, opt, l2=0.1))
+        state = opt.state1
+        assert all(np.isfinite(a).all() for a in (p.L, p.W, p.U, p.b2, state.L, state.W,
+                                                  state.U, state.b2))
+        return
+    with pytest.raises(FloatingPointError):
+        fastgrad.train_step(p, idx, y, opt, l2=0.1)
+    for a, b in zip(list(p) + list(opt.state1), snap):
+        assert a.tobytes() == b.tobytes()
+    assert opt.steps == 1
 
 
 def test_read_only_params_work_for_reading_and_refuse_writing():
@@ -120,11 +164,22 @@ def test_read_only_params_work_for_reading_and_refuse_writing():
     for a in p:
         a.flags.writeable = False
     J = fastgrad.loss(p, idx, y)
-    fastgrad.loss_and_grad(p, idx, y)
+    fastgrad.loss_and_grad(p, idx, y, dropout=0.3, rng=1)
     fastgrad.predict_proba(p, idx)
+    fastgrad.evaluate(p, idx, y)
+    fastgrad.precompute(p).predict_proba(idx)
+    fastgrad.gradcheck(p, idx[:4], y[:4], n_samples=2)
     assert np.isfinite(J)
     with pytest.raises(ValueError, match="read-only"):
         fastgrad.sgd_step(p, idx, y, 0.1)
+    with pytest.raises(ValueError, match="read-only"):
+        fastgrad.Adam(p)
+    for a in p:
+        a.flags.writeable = True
+    opt = fastgrad.Adam(p)
+    p.W.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        fastgrad.train_step(p, idx, y, opt)
 
 
 def test_overlapping_params_refused_for_update():
