@@ -1,0 +1,62 @@
+"""No leak: resident memory and the Python heap stay flat over many steps.
+
+The full 20,000-step soak is tools/soak.py; this is its short form for every run.
+"""
+
+import gc
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastgrad
+
+from _helpers import make_problem
+
+
+def rss_kib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+
+def steps(p, idx, y, opt, gen, count):
+    for i in range(count):
+        if i % 2:
+            fastgrad.sgd_step(p, idx, y, 1e-3, path="dense" if i % 4 == 1 else "factored")
+        else:
+            fastgrad.train_step(p, idx, y, opt, dropout=0.5, l2=1e-6, rng=gen)
+
+
+def problem():
+    p, idx, y = make_problem(np.float32, n=128, m=12, d=16, hidden=64, n_classes=10,
+                             n_vocab=300, vocab_used=60)
+    return p, idx, y, fastgrad.Adam(p, 1e-4), np.random.default_rng(0)
+
+
+def test_python_heap_is_flat_after_warm_up():
+    p, idx, y, opt, gen = problem()
+    steps(p, idx, y, opt, gen, 20)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        steps(p, idx, y, opt, gen, 1000)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after - before < 512, f"{after - before} bytes kept over 1000 steps"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_resident_memory_is_flat():
+    p, idx, y, opt, gen = problem()
+    steps(p, idx, y, opt, gen, 100)
+    gc.collect()
+    before = rss_kib()
+    steps(p, idx, y, opt, gen, 3000)
+    gc.collect()
+    assert rss_kib() - before < 1024, "resident memory grew by more than 1 MiB"
