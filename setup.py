@@ -39,8 +39,9 @@ if sys.platform == "win32":
 else:
     use_openmp = os.environ.get("FASTGRAD_OPENMP", "1") != "0" and _compiler_accepts("-fopenmp")
     openmp_compile = openmp_link = ["-fopenmp"] if use_openmp else []
-    # no errno from sqrt: lets the optimizer loops vectorize (nothing reads errno)
-    optimize = ["-O3", "-fno-math-errno"]
+    # No errno from sqrt and no trapping floating point (nothing here reads errno or
+    # enables FP traps): without them the optimizer and exp loops cannot vectorize.
+    optimize = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
 
 debug = os.environ.get("FASTGRAD_CYTHON_DEBUG", "0") not in ("", "0")
 directives = {

@@ -43,7 +43,7 @@ step to step; the kernels allocate nothing.
 
 cimport cython
 from cython.parallel cimport prange, threadid
-from libc.math cimport exp, expf, log, isfinite
+from libc.math cimport log, isfinite
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport qsort
 from libc.string cimport memcpy, memset
@@ -136,6 +136,51 @@ cdef void gemm_rows_parallel(bint trans_a, bint trans_b, int n_rows, int n_cols,
             gemm(trans_a, trans_b, rows, n_cols, n_inner, alpha,
                  a + (start if trans_a else <Py_ssize_t> start * lda), lda, b, ldb, beta,
                  c + <Py_ssize_t> start * ldc, ldc)
+
+
+# The factored path's products, one set per feature slot j (keys key0 .. key0+K_j):
+#   SLOT_FORWARD:  P_j = L[uniq_j] W_j                         (K_j x Dh)
+#   SLOT_BACKWARD: dW_j = L[uniq_j]ᵀ S_j, then the keys' dL rows S_j W_jᵀ (K_j x d),
+#                  written over L[uniq_j] once dW_j no longer needs it
+cdef enum:
+    SLOT_FORWARD = 0
+    SLOT_BACKWARD = 1
+
+
+cdef inline void slot_gemm(int stage, Py_ssize_t j, const int64_t* slot_offsets,
+                           Py_ssize_t d, Py_ssize_t n_hidden, floating* xu, floating* products,
+                           const floating* W, floating* dW, int n_threads) noexcept nogil:
+    cdef Py_ssize_t key0 = slot_offsets[j]
+    cdef int k = <int> (slot_offsets[j + 1] - key0)
+    cdef const floating* W_j = W + j * d * n_hidden
+    if stage == SLOT_FORWARD:
+        gemm_rows_parallel(False, False, k, <int> n_hidden, <int> d, <floating> 1,
+                           xu + key0 * d, <int> d, W_j, <int> n_hidden, <floating> 0,
+                           products + key0 * n_hidden, <int> n_hidden, n_threads)
+    else:
+        gemm_rows_parallel(True, False, <int> d, <int> n_hidden, k, <floating> 1,
+                           xu + key0 * d, <int> d, products + key0 * n_hidden, <int> n_hidden,
+                           <floating> 0, dW + j * d * n_hidden, <int> n_hidden, n_threads)
+        gemm_rows_parallel(False, True, k, <int> d, <int> n_hidden, <floating> 1,
+                           products + key0 * n_hidden, <int> n_hidden, W_j, <int> n_hidden,
+                           <floating> 0, xu + key0 * d, <int> d, n_threads)
+
+
+cdef void slot_gemms(int stage, const int64_t* slot_offsets, Py_ssize_t n_slots, Py_ssize_t d,
+                     Py_ssize_t n_hidden, floating* xu, floating* products, const floating* W,
+                     floating* dW, int n_threads) noexcept nogil:
+    """Every slot's products. With at least two slots a thread, whole slots go to
+    threads (dynamically: slots differ in size; each slot is still one fixed call,
+    so results do not depend on which thread ran it); with fewer, each slot's
+    product is split by rows instead.
+    """
+    cdef Py_ssize_t j
+    if n_threads > 1 and n_slots >= 2 * n_threads:
+        for j in prange(n_slots, num_threads=n_threads, schedule='dynamic'):
+            slot_gemm(stage, j, slot_offsets, d, n_hidden, xu, products, W, dW, 1)
+    else:
+        for j in range(n_slots):
+            slot_gemm(stage, j, slot_offsets, d, n_hidden, xu, products, W, dW, n_threads)
 
 
 # Row loops that must vectorize. Cython cannot say `restrict`, and without it
@@ -233,6 +278,71 @@ cdef extern from *:
     #define SQRT_d sqrt
     FASTGRAD_ROW_LOOPS(float, f)
     FASTGRAD_ROW_LOOPS(double, d)
+
+    /* exp(x) for x <= 0 in float32, written so that a loop of it vectorizes (no libm
+       call, no branch): Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2, Cephes'
+       degree-7 polynomial for e^r, 2^k built in the exponent bits. Relative error
+       ~2e-7 (a couple of ulp). Below -87.3 the result is 0; NaN stays NaN. */
+    static inline float fastgrad_expf_nonpositive(float x) {
+        const float lo = -87.33654f;
+        float xc = x < lo ? lo : x;
+        float k = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  /* round */
+        float r = xc - k * 0.693359375f;
+        r = r + k * 2.12194440e-4f;
+        float p = 1.9875691500e-4f;
+        p = p * r + 1.3981999507e-3f;
+        p = p * r + 8.3334519073e-3f;
+        p = p * r + 4.1665795894e-2f;
+        p = p * r + 1.6666665459e-1f;
+        p = p * r + 5.0000001201e-1f;
+        p = p * r * r + r + 1.0f;
+        union { int32_t i; float f; } two_k;
+        two_k.i = ((int32_t) k + 127) << 23;
+        float e = x < lo ? 0.0f : p * two_k.f;
+        return x == x ? e : x;
+    }
+    /* row[c] = exp(row[c] - shift) for every c, shift the row's max */
+    static inline void exp_shifted_row_f(float *restrict row, float shift, Py_ssize_t n) {
+        for (Py_ssize_t c = 0; c < n; ++c) row[c] = fastgrad_expf_nonpositive(row[c] - shift);
+    }
+    static inline void exp_shifted_row_d(double *restrict row, double shift, Py_ssize_t n) {
+        for (Py_ssize_t c = 0; c < n; ++c) row[c] = exp(row[c] - shift);
+    }
+    /* Σ row in double, eight partial sums in a fixed order: deterministic, and not
+       bound by the latency of one chain of additions */
+    #define FASTGRAD_SUM_ROW(T, S)                                                     \
+    static inline double sum_row_##S(const T *restrict row, Py_ssize_t n) {             \
+        double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                     \
+        Py_ssize_t c = 0;                                                              \
+        for (; c + 8 <= n; c += 8)                                                     \
+            for (int k = 0; k < 8; ++k) part[k] += (double) row[c + k];                \
+        double total = ((part[0] + part[1]) + (part[2] + part[3]))                     \
+                     + ((part[4] + part[5]) + (part[6] + part[7]));                    \
+        for (; c < n; ++c) total += (double) row[c];                                   \
+        return total;                                                                  \
+    }
+    FASTGRAD_SUM_ROW(float, f)
+    FASTGRAD_SUM_ROW(double, d)
+    /* max of a row (n >= 1), eight running maxima: throughput-, not latency-bound.
+       A NaN is skipped, as by the scalar `v > mx`; NaN rows still give NaN losses
+       because exp(NaN - max) is NaN. */
+    #define FASTGRAD_MAX_ROW(T, S)                                                     \
+    static inline T max_row_##S(const T *restrict row, Py_ssize_t n) {                  \
+        T mx = row[0];                                                                 \
+        Py_ssize_t c = 1;                                                              \
+        if (n >= 16) {                                                                 \
+            T part[8];                                                                 \
+            for (int k = 0; k < 8; ++k) part[k] = row[k];                              \
+            for (c = 8; c + 8 <= n; c += 8)                                            \
+                for (int k = 0; k < 8; ++k)                                            \
+                    part[k] = row[c + k] > part[k] ? row[c + k] : part[k];             \
+            for (int k = 0; k < 8; ++k) mx = part[k] > mx ? part[k] : mx;              \
+        }                                                                              \
+        for (; c < n; ++c) mx = row[c] > mx ? row[c] : mx;                             \
+        return mx;                                                                     \
+    }
+    FASTGRAD_MAX_ROW(float, f)
+    FASTGRAD_MAX_ROW(double, d)
     """
     ctypedef struct fastgrad_rule:
         int kind, eps_inside_sqrt
@@ -248,6 +358,12 @@ cdef extern from *:
                        Py_ssize_t n) noexcept nogil
     void dropout_row_d(double* h, const double* u, double keep, double scale,
                        Py_ssize_t n) noexcept nogil
+    void exp_shifted_row_f(float* row, float shift, Py_ssize_t n) noexcept nogil
+    void exp_shifted_row_d(double* row, double shift, Py_ssize_t n) noexcept nogil
+    double sum_row_f(const float* row, Py_ssize_t n) noexcept nogil
+    double sum_row_d(const double* row, Py_ssize_t n) noexcept nogil
+    float max_row_f(const float* row, Py_ssize_t n) noexcept nogil
+    double max_row_d(const double* row, Py_ssize_t n) noexcept nogil
     void update_row_f(const fastgrad_rule* r, int sparse, float* p, const float* g,
                       float* s1, float* s2, Py_ssize_t n) noexcept nogil
     void update_row_d(const fastgrad_rule* r, int sparse, double* p, const double* g,
@@ -315,37 +431,32 @@ cdef inline double softmax_xent_row(floating* row, Py_ssize_t n_classes, int64_t
     """Stable softmax and cross-entropy of one row of logits, in one pass.
 
     IN/OUT row: logits θ; on return, by mode, the probabilities (MODE_PROBA),
-    δ1 = (ŷ - onehot(label)) * scale (MODE_GRAD, MODE_UPDATE), or unchanged
+    δ1 = (ŷ - onehot(label)) * scale (MODE_GRAD, MODE_UPDATE), or exp(θ - max θ)
     (MODE_LOSS). Returns the row's cross-entropy (0 for MODE_PROBA). The
-    exponential sum is accumulated in double; no one-hot row is ever built.
+    exponentials are one vectorized sweep; their sum is taken in double; no
+    one-hot row is ever built.
     OUT correct (not in MODE_PROBA): 1 when the label's logit is the row's maximum.
     """
     cdef Py_ssize_t c
-    cdef floating mx = row[0]
+    cdef floating mx
     cdef floating e
-    cdef double total = 0.0
+    cdef double total
     cdef double xent = 0.0
-    for c in range(1, n_classes):
-        if row[c] > mx:
-            mx = row[c]
+    if floating is float:
+        mx = max_row_f(row, n_classes)
+    else:
+        mx = max_row_d(row, n_classes)
     if mode != 0:
         correct[0] = row[label] >= mx
-    if mode == 1:
-        for c in range(n_classes):
-            if floating is float:
-                total += expf(row[c] - mx)
-            else:
-                total += exp(row[c] - mx)
-        return log(total) - (<double> row[label] - <double> mx)
-    if mode != 0:
         xent = -(<double> row[label] - <double> mx)
-    for c in range(n_classes):
-        if floating is float:
-            e = expf(row[c] - mx)
-        else:
-            e = exp(row[c] - mx)
-        row[c] = e
-        total += e
+    if floating is float:
+        exp_shifted_row_f(row, mx, n_classes)
+        total = sum_row_f(row, n_classes)
+    else:
+        exp_shifted_row_d(row, mx, n_classes)
+        total = sum_row_d(row, n_classes)
+    if mode == 1:
+        return xent + log(total)
     if mode == 0:
         scale = <floating> (1.0 / total)
         for c in range(n_classes):
@@ -398,20 +509,35 @@ cdef void sum_slot_products_relu(const floating* products, const int64_t* pos,
         bias_relu_row(out, b1, n_hidden)
 
 
-cdef void softmax_xent_rows(floating* theta, const int64_t* y, Py_ssize_t n,
-                            Py_ssize_t n_classes, int mode, floating scale,
+cdef void softmax_xent_rows(floating* theta, const floating* b2, const int64_t* y,
+                            Py_ssize_t n, Py_ssize_t n_classes, int mode, floating scale,
                             double* row_loss, unsigned char* row_correct,
-                            int n_threads) noexcept nogil:
-    """softmax_xent_row over every row; per-row losses go to row_loss so the
-    batch sum can be taken serially, in a fixed order, whatever the threads.
-    row_correct (n entries; unused in MODE_PROBA): 1 where the label's logit is
-    the largest, for accuracies at no extra pass."""
+                            floating* db2, floating* partials, int n_threads) noexcept nogil:
+    """θ += b2, then softmax_xent_row, row by row while the row is in cache.
+
+    Per-row losses go to row_loss so the batch sum can be taken serially, in a
+    fixed order, whatever the threads. row_correct (n entries; unused in
+    MODE_PROBA): 1 where the label's logit is the largest, for accuracies at no
+    extra pass. With db2 (backward modes) each thread also adds its rows of δ1
+    into its share of partials (n_threads x n_classes), and db2 = Σ δ1 is the sum
+    of the shares in thread order: no second sweep over θ.
+    """
     cdef Py_ssize_t i
     cdef int64_t label
+    cdef floating* row
+    if db2 != NULL:
+        memset(partials, 0, n_threads * n_classes * sizeof(floating))
     for i in prange(n, num_threads=n_threads, schedule='static'):
         label = y[i] if mode != 0 else 0
-        row_loss[i] = softmax_xent_row(theta + i * n_classes, n_classes, label, mode, scale,
-                                       row_correct + i)
+        row = theta + i * n_classes
+        add_row(row, b2, n_classes)
+        row_loss[i] = softmax_xent_row(row, n_classes, label, mode, scale, row_correct + i)
+        if db2 != NULL:
+            add_row(partials + threadid() * n_classes, row, n_classes)
+    if db2 != NULL:
+        memcpy(db2, partials, n_classes * sizeof(floating))
+        for i in range(1, n_threads):
+            add_row(db2, partials + i * n_classes, n_classes)
 
 
 cdef void sum_groups(const floating* src, Py_ssize_t row_len, const int64_t* group_ptr,
@@ -516,24 +642,6 @@ cdef void relu_mask_backward(const floating* delta1, const floating* U, const fl
     memcpy(db1, partials, n_hidden * sizeof(floating))
     for i in range(1, n_threads):
         add_row(db1, partials + i * n_hidden, n_hidden)
-
-
-cdef void column_sums(const floating* a, Py_ssize_t n, Py_ssize_t n_cols, floating* out,
-                      int n_threads) noexcept nogil:
-    """out = Σ_rows a, each thread summing its own block of columns over every row.
-
-    IN a (n x n_cols), OUT out (n_cols).
-    """
-    cdef Py_ssize_t block, c0, c1, i, c
-    cdef Py_ssize_t n_blocks = (n_cols + 63) // 64
-    for block in prange(n_blocks, num_threads=n_threads, schedule='static'):
-        c0 = block * 64
-        c1 = min(c0 + 64, n_cols)
-        for c in range(c0, c1):
-            out[c] = 0
-        for i in range(n):
-            for c in range(c0, c1):
-                out[c] = out[c] + a[i * n_cols + c]
 
 
 # ---------------------------------------------------------------------------
@@ -706,13 +814,11 @@ def precomputed_proba(const floating[:, ::1] L, const floating[:, ::1] W,
     with nogil:
         precomputed_hidden(&L[0, 0], &W[0, 0], &b1[0], &idx[0], &cache_pos[0, 0], ptable, n,
                            n_slots, n_vocab, d, n_hidden, &h[0, 0], n_threads)
-        for i in range(n):
-            memcpy(&theta[i, 0], &b2[0], n_classes * sizeof(floating))
         gemm_rows_parallel(False, False, <int> n, <int> n_classes, <int> n_hidden, <floating> 1,
-                           &h[0, 0], <int> n_hidden, &U[0, 0], <int> n_classes, <floating> 1,
+                           &h[0, 0], <int> n_hidden, &U[0, 0], <int> n_classes, <floating> 0,
                            &theta[0, 0], <int> n_classes, n_threads)
-        softmax_xent_rows(&theta[0, 0], NULL, n, n_classes, MODE_PROBA, 1, &row_loss[0], NULL,
-                          n_threads)
+        softmax_xent_rows(&theta[0, 0], &b2[0], NULL, n, n_classes, MODE_PROBA, 1,
+                          &row_loss[0], NULL, NULL, NULL, n_threads)
 
 
 # ---------------------------------------------------------------------------
@@ -780,7 +886,7 @@ def run_step(int mode, int path,
     cdef floating[:, ::1] x          # dense: the gathered inputs, later dL per occurrence
     cdef floating[:, ::1] xu         # factored: L[key rows], later dL per key
     cdef floating[:, ::1] products   # factored: P, later the segment sums S
-    cdef floating[:, ::1] delta2, dW, dU, scratch, partials
+    cdef floating[:, ::1] delta2, dW, dU, scratch, partials, class_partials
     cdef floating[::1] db1, db2
     cdef int64_t[::1] key_row, key_ptr, occurrences, pos, slot_offsets
     cdef int64_t[::1] grad_rows, group_ptr, members, value_slot
@@ -807,6 +913,7 @@ def run_step(int mode, int path,
         members = ws.members
         value_slot = ws.value_slot
         partials = ws.partials
+        class_partials = ws.class_partials
         if mode == MODE_UPDATE:
             scratch = ws.scratch
             set_rule(&update_rule, rule)
@@ -826,26 +933,20 @@ def run_step(int mode, int path,
             bias_relu_rows(&h[0, 0], pb1, n, n_hidden, n_threads)
         else:
             gather_rows(pL, d, &key_row[0], n_keys, &xu[0, 0], n_threads)
-            for j in range(n_slots):
-                key0 = slot_offsets[j]
-                n_key_j = slot_offsets[j + 1] - key0
-                gemm_rows_parallel(False, False, <int> n_key_j, <int> n_hidden, <int> d, <floating> 1,
-                                   &xu[key0, 0], <int> d, pW + j * d * n_hidden, <int> n_hidden,
-                                   <floating> 0, &products[key0, 0], <int> n_hidden, n_threads)
+            slot_gemms(SLOT_FORWARD, &slot_offsets[0], n_slots, d, n_hidden, &xu[0, 0],
+                       &products[0, 0], pW, NULL, n_threads)
             sum_slot_products_relu(&products[0, 0], &pos[0], n, n_slots, n_hidden, pb1,
                                    &h[0, 0], n_threads)
         if dropout:
             dropout_rows(&h[0, 0], dropout_u, n, n_hidden, <floating> keep, n_threads)
-        for i in range(n):
-            memcpy(&theta[i, 0], pb2, n_classes * sizeof(floating))
         gemm_rows_parallel(False, False, <int> n, <int> n_classes, <int> n_hidden, <floating> 1,
-                           &h[0, 0], <int> n_hidden, pU, <int> n_classes, <floating> 1, &theta[0, 0],
+                           &h[0, 0], <int> n_hidden, pU, <int> n_classes, <floating> 0, &theta[0, 0],
                            <int> n_classes, n_threads)
 
-        # ---- softmax, cross-entropy and δ1 = (ŷ - y) / N in one pass per row ----
-        softmax_xent_rows(&theta[0, 0], &y[0], n, n_classes, mode, inv_n, &row_loss[0],
-                          &row_correct[0],
-                          n_threads)
+        # ---- θ += b2; softmax, cross-entropy, δ1 = (ŷ - y) / N, db2 = Σ δ1: one pass ----
+        softmax_xent_rows(&theta[0, 0], pb2, &y[0], n, n_classes, mode, inv_n, &row_loss[0],
+                          &row_correct[0], &db2[0] if backward else NULL,
+                          &class_partials[0, 0] if backward else NULL, n_threads)
         if mode != MODE_PROBA:
             for i in range(n):
                 loss += row_loss[i]
@@ -855,13 +956,12 @@ def run_step(int mode, int path,
         return loss, 0, None
 
     with nogil:
-        # ---- backward through the output layer: dU = hᵀ δ1, db2 = Σ δ1 ----
+        # ---- backward through the output layer: dU = hᵀ δ1 (db2 is done) ----
         relu_mask_backward(&theta[0, 0], pU, &h[0, 0], n, n_classes, n_hidden, mask_scale,
                            &delta2[0, 0], &db1[0], &partials[0, 0], n_threads)
         gemm_rows_parallel(True, False, <int> n_hidden, <int> n_classes, <int> n, <floating> 1,
                            &h[0, 0], <int> n_hidden, &theta[0, 0], <int> n_classes, <floating> 0,
                            &dU[0, 0], <int> n_classes, n_threads)
-        column_sums(&theta[0, 0], n, n_classes, &db2[0], n_threads)
 
         # ---- backward through the first layer: dW, and dL per occurrence or key ----
         if path == PATH_DENSE:
@@ -879,15 +979,8 @@ def run_step(int mode, int path,
             # then xu is free and receives S_j W_jᵀ (one row of d per key)
             sum_groups(&delta2[0, 0], n_hidden, &key_ptr[0], &occurrences[0], n_keys,
                        &products[0, 0], n_threads)
-            for j in range(n_slots):
-                key0 = slot_offsets[j]
-                n_key_j = slot_offsets[j + 1] - key0
-                gemm_rows_parallel(True, False, <int> d, <int> n_hidden, <int> n_key_j, <floating> 1,
-                                   &xu[key0, 0], <int> d, &products[key0, 0], <int> n_hidden,
-                                   <floating> 0, &dW[j * d, 0], <int> n_hidden, n_threads)
-                gemm_rows_parallel(False, True, <int> n_key_j, <int> d, <int> n_hidden, <floating> 1,
-                                   &products[key0, 0], <int> n_hidden, pW + j * d * n_hidden,
-                                   <int> n_hidden, <floating> 0, &xu[key0, 0], <int> d, n_threads)
+            slot_gemms(SLOT_BACKWARD, &slot_offsets[0], n_slots, d, n_hidden, &xu[0, 0],
+                       &products[0, 0], pW, &dW[0, 0], n_threads)
             k_rows = group_by_value(&key_row[0], n_keys, 1, n_vocab, &value_slot[0],
                                     &grad_rows[0], &group_ptr[0], &members[0], NULL, 0, 0)
 

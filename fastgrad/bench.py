@@ -125,6 +125,7 @@ def distinct_pairs(idx: np.ndarray) -> int:
 # ---------------------------------------------------------------------------
 
 LR = 1e-3
+SETTLE_S = 0.2   # quiet time before each method at more than one thread (see run_scenario)
 
 
 def _fastgrad_step(path):
@@ -299,9 +300,14 @@ def run_scenario(config: Config, variant: str, n_threads: int, dtype, methods,
             step()
     for _ in range(rounds):
         for m, step in steps.items():
-            # An untimed step first: the previous method's thread pool (OpenBLAS,
-            # torch, XLA) keeps its workers spinning for a while after its last
-            # call, and that belongs to its own time, not to the next method's.
+            # The previous method's thread pool (OpenBLAS, torch, XLA) keeps its
+            # workers spinning for ~0.1-0.2 s after its last call; on a machine
+            # with as many cores as threads they halve the next method's speed
+            # (measured: fastgrad's 2-thread parser step 13 ms alone, 25-30 ms right
+            # after numpy's). That belongs to nobody's step: let them settle, then
+            # an untimed step first.
+            if n_threads > 1:
+                time.sleep(SETTLE_S)
             step()
             t0 = time.perf_counter()
             step()
@@ -393,7 +399,9 @@ def format_table(results) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     note = ("ms per training step (median, min-max over the rounds); X/fg = X's median "
             "over fastgrad's: above 1 means fastgrad is faster. K/(N*m): distinct "
-            "(slot, row) pairs per occurrence.")
+            "(slot, row) pairs per occurrence. At more than one thread each method "
+            f"starts after {SETTLE_S:g} s of quiet, so no pool's spinning workers are "
+            "billed to the next method.")
     if "jax" in methods:
         note += ("\njax: XLA's thread pool is sized at import and is not capped by --threads "
                  "(it uses every core in every row).")

@@ -19,7 +19,7 @@ find "$work/src" \( -name '*.so' -o -name '*.c' -o -name __pycache__ \) -prune -
 
 python3 -m venv "$work/venv"
 . "$work/venv/bin/activate"
-pip install --quiet "numpy>=2" "scipy>=1.13" "Cython>=3" setuptools threadpoolctl \
+pip install --quiet "numpy>=2" "scipy>=1.13" "Cython>=3" "setuptools>=70.1" wheel threadpoolctl \
     pytest pytest-benchmark hypothesis turkish-treebanks
 
 export FASTGRAD_CYTHON_DEBUG=1
@@ -31,5 +31,7 @@ libasan="$(gcc -print-file-name=libasan.so)"
 cd "$work/src"
 echo "running the suite under AddressSanitizer ($libasan), Cython checks on"
 LD_PRELOAD="$libasan" ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1" \
-    FASTGRAD_HYPOTHESIS_EXAMPLES=40 pytest -q -p no:cacheprovider tests "$@"
+    FASTGRAD_HYPOTHESIS_EXAMPLES=40 pytest -q -p no:cacheprovider tests "$@" \
+    --deselect tests/test_memory.py::test_resident_memory_is_flat
+# (deselected: ASan's quarantine keeps freed memory resident on purpose, so RSS grows)
 echo "ASan: no memory errors (suite passed)"
