@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 
 
@@ -12,6 +13,7 @@ def show_config() -> dict:
     import scipy.linalg  # noqa: F401  (loads the BLAS that the kernels bind to)
     from threadpoolctl import threadpool_info
 
+    import fastgrad
     from fastgrad import __version__, _kernels
     from fastgrad._api import get_num_threads
 
@@ -26,6 +28,8 @@ def show_config() -> dict:
         "blas": blas,
         "openmp": bool(_kernels.OPENMP),
         "openmp_max_threads": _kernels.openmp_max_threads(),
+        "openmp_wait_policy": "passive (set by fastgrad)" if fastgrad._WAIT_POLICY_SET
+                              else f"{os.environ.get('OMP_WAIT_POLICY')} (from the environment)",
         "fastgrad_threads": get_num_threads(),
         "dtypes": ["float32", "float64"],
     }
