@@ -107,7 +107,7 @@ def main(argv=None) -> int:
                         "reference,floor,torch,jax (default: all installed but "
                         "fastgrad-factored)")
     b.add_argument("--rounds", type=int, default=5, help="timed rounds per scenario")
-    b.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
+    b.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     b.add_argument("--json", metavar="PATH", help="write the results as JSON")
     b.add_argument("--plot", metavar="PATH", help="write a PNG bar chart (needs matplotlib)")
     inf = sub.add_parser("inference", help="predict_proba vs precomputed inference")
