@@ -142,28 +142,35 @@ def _reference_step(config, idx, y, dtype, seed):
     return lambda: reference.sgd_step(p, idx, y, LR)
 
 
-def _floor_step(config, idx, y, dtype, seed):
-    """Only the six matrix products of one step, on arrays of the right shapes."""
+def _floor_arrays(config, dtype, seed) -> dict:
+    """Operands and preallocated outputs of a step's six products, at the config's shapes."""
     rng = np.random.default_rng(seed)
-    n, width = config.n, config.n_features * config.embed_dim
+    n, width, hidden, nc = config.n, config.n_features * config.embed_dim, config.hidden, \
+        config.n_classes
 
     def rand(*shape):
         return rng.standard_normal(shape).astype(dtype)
 
-    x, W, h, U = rand(n, width), rand(width, config.hidden), rand(n, config.hidden), \
-        rand(config.hidden, config.n_classes)
-    delta1, delta2 = rand(n, config.n_classes), rand(n, config.hidden)
-    out = {"z": np.empty((n, config.hidden), dtype), "theta": np.empty((n, config.n_classes), dtype),
-           "dU": np.empty(U.shape, dtype), "d1U": np.empty((n, config.hidden), dtype),
-           "dW": np.empty(W.shape, dtype), "dx": np.empty((n, width), dtype)}
+    return {"x": rand(n, width), "W": rand(width, hidden), "h": rand(n, hidden),
+            "U": rand(hidden, nc), "delta1": rand(n, nc), "delta2": rand(n, hidden),
+            "z": np.empty((n, hidden), dtype), "theta": np.empty((n, nc), dtype),
+            "dU": np.empty((hidden, nc), dtype), "d1U": np.empty((n, hidden), dtype),
+            "dW": np.empty((width, hidden), dtype), "dx": np.empty((n, width), dtype)}
+
+
+def _floor_step(config, idx, y, dtype, seed):
+    """Only the six matrix products of one step (numpy's matmul, numpy's BLAS)."""
+    a = _floor_arrays(config, dtype, seed)
+    x, W, h, U, delta1, delta2 = (a[k] for k in ("x", "W", "h", "U", "delta1", "delta2"))
 
     def step():
-        np.matmul(x, W, out=out["z"])               # xW
-        np.matmul(h, U, out=out["theta"])           # hU
-        np.matmul(h.T, delta1, out=out["dU"])       # hᵀδ1
-        np.matmul(delta1, U.T, out=out["d1U"])      # δ1Uᵀ
-        np.matmul(x.T, delta2, out=out["dW"])       # xᵀδ2
-        np.matmul(delta2, W.T, out=out["dx"])       # δ2Wᵀ
+        np.matmul(x, W, out=a["z"])               # xW
+        np.matmul(h, U, out=a["theta"])           # hU
+        np.matmul(h.T, delta1, out=a["dU"])       # hᵀδ1
+        np.matmul(delta1, U.T, out=a["d1U"])      # δ1Uᵀ
+        np.matmul(x.T, delta2, out=a["dW"])       # xᵀδ2
+        np.matmul(delta2, W.T, out=a["dx"])       # δ2Wᵀ
+    step.arrays = a   # the operands and outputs, for the tests
     return step
 
 
@@ -171,30 +178,21 @@ def _floor_scipy_step(config, idx, y, dtype, seed):
     """The same six products through scipy's BLAS, the one fastgrad's kernels call
     (a scipy wheel carries its own OpenBLAS, apart from numpy's). Row-major
     products are computed as their column-major transposes on F-ordered views,
-    into preallocated outputs: no copies."""
+    into the preallocated outputs: no copies."""
     from scipy.linalg import blas
 
     gemm = blas.sgemm if np.dtype(dtype) == np.float32 else blas.dgemm
-    rng = np.random.default_rng(seed)
-    n, width = config.n, config.n_features * config.embed_dim
-
-    def rand(*shape):
-        return rng.standard_normal(shape).astype(dtype)
-
-    x, W, h, U = rand(n, width), rand(width, config.hidden), rand(n, config.hidden), \
-        rand(config.hidden, config.n_classes)
-    delta1, delta2 = rand(n, config.n_classes), rand(n, config.hidden)
-    z, theta = np.empty((n, config.hidden), dtype), np.empty((n, config.n_classes), dtype)
-    dU, d1U = np.empty(U.shape, dtype), np.empty((n, config.hidden), dtype)
-    dW, dx = np.empty(W.shape, dtype), np.empty((n, width), dtype)
+    a = _floor_arrays(config, dtype, seed)
+    x, W, h, U, delta1, delta2 = (a[k] for k in ("x", "W", "h", "U", "delta1", "delta2"))
 
     def step():
-        gemm(1.0, W.T, x.T, c=z.T, overwrite_c=True)                        # xW
-        gemm(1.0, U.T, h.T, c=theta.T, overwrite_c=True)                    # hU
-        gemm(1.0, delta1.T, h.T, trans_b=True, c=dU.T, overwrite_c=True)    # hᵀδ1
-        gemm(1.0, U.T, delta1.T, trans_a=True, c=d1U.T, overwrite_c=True)   # δ1Uᵀ
-        gemm(1.0, delta2.T, x.T, trans_b=True, c=dW.T, overwrite_c=True)    # xᵀδ2
-        gemm(1.0, W.T, delta2.T, trans_a=True, c=dx.T, overwrite_c=True)    # δ2Wᵀ
+        gemm(1.0, W.T, x.T, c=a["z"].T, overwrite_c=True)                        # xW
+        gemm(1.0, U.T, h.T, c=a["theta"].T, overwrite_c=True)                    # hU
+        gemm(1.0, delta1.T, h.T, trans_b=True, c=a["dU"].T, overwrite_c=True)    # hᵀδ1
+        gemm(1.0, U.T, delta1.T, trans_a=True, c=a["d1U"].T, overwrite_c=True)   # δ1Uᵀ
+        gemm(1.0, delta2.T, x.T, trans_b=True, c=a["dW"].T, overwrite_c=True)    # xᵀδ2
+        gemm(1.0, W.T, delta2.T, trans_a=True, c=a["dx"].T, overwrite_c=True)    # δ2Wᵀ
+    step.arrays = a   # the operands and outputs, for the tests
     return step
 
 

@@ -124,3 +124,21 @@ def test_openmp_wait_policy_is_passive_unless_chosen(preset):
         assert left == "None" and policy.startswith("passive")   # set for libgomp, then removed
     else:
         assert left == preset and policy.startswith(preset)
+
+
+def test_bench_floors_compute_the_six_products():
+    """Both GEMM floors multiply what they say, into their own outputs (no silent copies)."""
+    from fastgrad import bench
+
+    cfg = bench.Config("tiny", 6, 3, 5, 4, ((2, 10),))
+    for floor in ("floor", "floor-scipy"):
+        for dtype in (np.float32, np.float64):
+            step = bench.METHODS[floor](cfg, None, None, dtype, 0)
+            step()
+            out = step.arrays
+            x, W, h, U, d1, d2 = (out[k] for k in ("x", "W", "h", "U", "delta1", "delta2"))
+            expected = {"z": x @ W, "theta": h @ U, "dU": h.T @ d1, "d1U": d1 @ U.T,
+                        "dW": x.T @ d2, "dx": d2 @ W.T}
+            for name, value in expected.items():
+                np.testing.assert_allclose(out[name], value, rtol=1e-4, atol=1e-4,
+                                           err_msg=f"{floor} {name}")
