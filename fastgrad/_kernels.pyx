@@ -13,9 +13,10 @@ Layers, bottom to top:
 
 1. per-row functions (``softmax_xent_row``, ``sum_rows``): pure C, no GIL;
 2. row-parallel loops over them (``gather_rows``, ``bias_relu_rows``, ...),
-   each parallel over output rows so no two threads ever write the same row:
-   the result is the same for every thread count, and bit-identical from run
-   to run;
+   each parallel over output rows so no two threads ever write the same row;
+   the two column sums (db1, db2) are per-thread shares added in thread order.
+   The result is fixed for a given thread count and bit-identical from run to
+   run (thread counts differ only in the rounding of db1 and db2);
 3. ``run_step``: one pass of forward and backward on the dense or the
    factored path, writing only into caller-provided buffers;
 4. ``fastgrad._api``: validation, the workspace cache and the public API.
@@ -36,6 +37,9 @@ touched once. A training step (MODE_UPDATE) applies its optimizer rule there,
 row by row, with the row's own optimizer state: SGD, momentum, AdaGrad and Adam
 are one C loop each (``update_row_*``), and L2 and the dropout mask are folded
 into the passes that already exist, never a pass of their own.
+
+Inference can skip the first layer's products altogether: ``precomputed_hidden``
+adds cached rows of L[v] W_j (Chen & Manning's precomputation trick).
 
 Buffers are owned by the caller (``fastgrad._api.Workspace``) and reused from
 step to step; the kernels allocate nothing.

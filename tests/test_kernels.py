@@ -161,6 +161,7 @@ def test_thread_counts_agree_and_each_is_deterministic(path):
             runs = [fastgrad.loss_and_grad(p, idx, y, path=path) for _ in range(2)]
             np.testing.assert_array_equal(runs[0][1].W, runs[1][1].W)
             np.testing.assert_array_equal(runs[0][1].b1, runs[1][1].b1)
+            np.testing.assert_array_equal(runs[0][1].b2, runs[1][1].b2)
             results[n_threads] = runs[0]
         for J, g in results.values():
             assert_close(J, results[1][0], np.float64)
