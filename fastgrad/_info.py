@@ -13,7 +13,6 @@ def show_config() -> dict:
     import scipy.linalg  # noqa: F401  (loads the BLAS that the kernels bind to)
     from threadpoolctl import threadpool_info
 
-    import fastgrad
     from fastgrad import __version__, _kernels
     from fastgrad._api import get_num_threads
 
@@ -28,8 +27,7 @@ def show_config() -> dict:
         "blas": blas,
         "openmp": bool(_kernels.OPENMP),
         "openmp_max_threads": _kernels.openmp_max_threads(),
-        "openmp_wait_policy": "passive (set by fastgrad)" if fastgrad._WAIT_POLICY_SET
-                              else f"{os.environ.get('OMP_WAIT_POLICY')} (from the environment)",
+        "openmp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "the OpenMP runtime's default"),
         "fastgrad_threads": get_num_threads(),
         "dtypes": ["float32", "float64"],
     }

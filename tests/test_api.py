@@ -105,27 +105,6 @@ def test_blas_threads_restored_after_a_kernel():
         assert blas_threads() == before
 
 
-@pytest.mark.parametrize("preset", [None, "active"])
-def test_openmp_wait_policy_is_passive_unless_chosen(preset):
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if preset:
-        env["OMP_WAIT_POLICY"] = preset
-    code = ("import os, fastgrad; "
-            "print(os.environ.get('OMP_WAIT_POLICY'), '|', "
-            "fastgrad.show_config()['openmp_wait_policy'])")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, cwd=os.path.dirname(__file__), check=True).stdout
-    left, policy = out.strip().splitlines()[-1].split(" | ")
-    if preset is None:
-        assert left == "None" and policy.startswith("passive")   # set for libgomp, then removed
-    else:
-        assert left == preset and policy.startswith(preset)
-
-
 def test_bench_floors_compute_the_six_products():
     """Both GEMM floors multiply what they say, into their own outputs (no silent copies)."""
     from fastgrad import bench
