@@ -398,8 +398,9 @@ def peer_speeds(p, data: Instances, batch_size: int, n_batches: int = 5) -> dict
     times: dict[str, list] = {k: [] for k in steps}
     for b in batches:
         for name, step in steps.items():
-            # an untimed step first: workspaces, torch's first call, and the spinning
-            # BLAS threads of the previous method are not billed to this one
+            # quiet, then an untimed step: the previous method's spinning BLAS or
+            # OpenMP workers, workspaces and torch's first call are not billed to this one
+            time.sleep(0.2)
             step(b)
             t0 = time.perf_counter()
             step(b)
