@@ -41,7 +41,9 @@ else:
     openmp_compile = openmp_link = ["-fopenmp"] if use_openmp else []
     # No errno from sqrt and no trapping floating point (nothing here reads errno or
     # enables FP traps): without them the optimizer and exp loops cannot vectorize.
-    optimize = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+    # No FMA contraction: the multiversioned row loops (AVX-512/AVX2/x86-64) then give
+    # the same bits on every CPU.
+    optimize = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
 
 debug = os.environ.get("FASTGRAD_CYTHON_DEBUG", "0") not in ("", "0")
 directives = {

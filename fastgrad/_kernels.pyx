@@ -195,6 +195,16 @@ cdef extern from *:
     #if defined(_MSC_VER) && !defined(__cplusplus)
     #define restrict __restrict  /* MSVC's C compiler spells it this way */
     #endif
+    /* The hottest row loops are compiled for AVX2 and plain x86-64 and the
+       best one is picked at load time (GCC function multiversioning, Linux x86-64);
+       a wheel built for every x86-64 then still uses the wide vectors of the CPU it
+       runs on. Same operations in the same order in every version (and no FMA
+       contraction: -ffp-contract=off), so the results do not depend on the CPU. */
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define FASTGRAD_CLONES __attribute__((target_clones("avx2", "default")))
+    #else
+    #define FASTGRAD_CLONES
+    #endif
     #define FASTGRAD_ROW_LOOPS(T, S)                                                   \\
     static inline void add_row_##S(T *restrict out, const T *restrict src,             \\
                                    Py_ssize_t n) {                                     \\
@@ -202,7 +212,7 @@ cdef extern from *:
     }                                                                                  \\
     /* relu'(z) mask of one row of δ2, and that row added into db1 */                  \\
     /* (h is after dropout: a dropped unit is 0, a kept one was scaled by `scale`) */  \\
-    static inline void mask_add_row_##S(T *restrict delta, const T *restrict h,        \\
+    FASTGRAD_CLONES void mask_add_row_##S(T *restrict delta, const T *restrict h,        \\
                                         T *restrict total, T scale, Py_ssize_t n) {    \\
         for (Py_ssize_t c = 0; c < n; ++c) {                                           \\
             T v = h[c] > 0 ? delta[c] * scale : (T)0;                                  \\
@@ -211,7 +221,7 @@ cdef extern from *:
         }                                                                              \\
     }                                                                                  \\
     /* out = relu(out + bias); NaN stays NaN, as np.maximum's does */                  \\
-    static inline void bias_relu_row_##S(T *restrict out, const T *restrict bias,      \\
+    FASTGRAD_CLONES void bias_relu_row_##S(T *restrict out, const T *restrict bias,      \\
                                          Py_ssize_t n) {                               \\
         for (Py_ssize_t c = 0; c < n; ++c) {                                           \\
             T v = out[c] + bias[c];                                                    \\
@@ -219,14 +229,14 @@ cdef extern from *:
         }                                                                              \\
     }                                                                                  \\
     /* inverted dropout: keep a unit when its uniform draw u < keep, scaled by 1/keep */ \\
-    static inline void dropout_row_##S(T *restrict h, const T *restrict u, T keep,     \\
+    FASTGRAD_CLONES void dropout_row_##S(T *restrict h, const T *restrict u, T keep,     \\
                                        T scale, Py_ssize_t n) {                        \\
         for (Py_ssize_t c = 0; c < n; ++c) h[c] = u[c] < keep ? h[c] * scale : (T)0;  \\
     }                                                                                  \\
     /* One optimizer step on n entries: p, its gradient g (l2 p is added here, not   \\
        in a pass of its own) and the rule's state s1, s2 (NULL when unused). A row  \\
        of L passes sparse = 1: Adam then follows torch.optim.SparseAdam. */          \\
-    static void update_row_##S(const fastgrad_rule *r, int sparse, T *restrict p,      \\
+    FASTGRAD_CLONES void update_row_##S(const fastgrad_rule *r, int sparse, T *restrict p,      \\
                                const T *restrict g, T *restrict s1, T *restrict s2,    \\
                                Py_ssize_t n) {                                         \\
         const T lr = (T)r->lr, l2 = (T)r->l2, eps = (T)r->eps;                         \\
@@ -283,6 +293,31 @@ cdef extern from *:
     FASTGRAD_ROW_LOOPS(float, f)
     FASTGRAD_ROW_LOOPS(double, d)
 
+    /* out = Σ_k table[idx[k]] (rows of n), in the order of idx; count >= 1. Four rows
+       are added per sweep over out, in registers and in the same order as one at a
+       time ((((out + r0) + r1) + r2) + r3): the same bits, a quarter of the stores. */
+    #define FASTGRAD_SUM_INDEXED(T, S)                                                 \
+    static inline void add4_rows_##S(T *restrict out, const T *restrict r0,            \
+                                     const T *restrict r1, const T *restrict r2,       \
+                                     const T *restrict r3, Py_ssize_t n) {             \
+        for (Py_ssize_t c = 0; c < n; ++c)                                             \
+            out[c] = (((out[c] + r0[c]) + r1[c]) + r2[c]) + r3[c];                     \
+    }                                                                                  \
+    FASTGRAD_CLONES                                                                    \
+    void sum_indexed_rows_##S(T *restrict out, const T *table,                         \
+                              const int64_t *restrict idx, Py_ssize_t count,           \
+                              Py_ssize_t n) {                                          \
+        Py_ssize_t k = 1;                                                              \
+        memcpy(out, table + idx[0] * n, n * sizeof(T));                                \
+        for (; k + 4 <= count; k += 4)                                                 \
+            add4_rows_##S(out, table + idx[k] * n, table + idx[k + 1] * n,             \
+                          table + idx[k + 2] * n, table + idx[k + 3] * n, n);          \
+        for (; k < count; ++k)                                                         \
+            add_row_##S(out, table + idx[k] * n, n);                                   \
+    }
+    FASTGRAD_SUM_INDEXED(float, f)
+    FASTGRAD_SUM_INDEXED(double, d)
+
     /* exp(x) for x <= 0 in float32, written so that a loop of it vectorizes (no libm
        call, no branch): Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2, Cephes'
        degree-7 polynomial for e^r, 2^k built in the exponent bits. Relative error
@@ -306,7 +341,8 @@ cdef extern from *:
         return x == x ? e : x;
     }
     /* row[c] = exp(row[c] - shift) for every c, shift the row's max */
-    static inline void exp_shifted_row_f(float *restrict row, float shift, Py_ssize_t n) {
+    FASTGRAD_CLONES
+    void exp_shifted_row_f(float *restrict row, float shift, Py_ssize_t n) {
         for (Py_ssize_t c = 0; c < n; ++c) row[c] = fastgrad_expf_nonpositive(row[c] - shift);
     }
     static inline void exp_shifted_row_d(double *restrict row, double shift, Py_ssize_t n) {
@@ -315,7 +351,7 @@ cdef extern from *:
     /* Σ row in double, eight partial sums in a fixed order: deterministic, and not
        bound by the latency of one chain of additions */
     #define FASTGRAD_SUM_ROW(T, S)                                                     \
-    static inline double sum_row_##S(const T *restrict row, Py_ssize_t n) {             \
+    FASTGRAD_CLONES double sum_row_##S(const T *restrict row, Py_ssize_t n) {             \
         double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                     \
         Py_ssize_t c = 0;                                                              \
         for (; c + 8 <= n; c += 8)                                                     \
@@ -331,7 +367,7 @@ cdef extern from *:
        A NaN is skipped, as by the scalar `v > mx`; NaN rows still give NaN losses
        because exp(NaN - max) is NaN. */
     #define FASTGRAD_MAX_ROW(T, S)                                                     \
-    static inline T max_row_##S(const T *restrict row, Py_ssize_t n) {                  \
+    FASTGRAD_CLONES T max_row_##S(const T *restrict row, Py_ssize_t n) {                  \
         T mx = row[0];                                                                 \
         Py_ssize_t c = 1;                                                              \
         if (n >= 16) {                                                                 \
@@ -363,6 +399,10 @@ cdef extern from *:
     void dropout_row_d(double* h, const double* u, double keep, double scale,
                        Py_ssize_t n) noexcept nogil
     void exp_shifted_row_f(float* row, float shift, Py_ssize_t n) noexcept nogil
+    void sum_indexed_rows_f(float* out, const float* table, const int64_t* idx,
+                            Py_ssize_t count, Py_ssize_t n) noexcept nogil
+    void sum_indexed_rows_d(double* out, const double* table, const int64_t* idx,
+                            Py_ssize_t count, Py_ssize_t n) noexcept nogil
     void exp_shifted_row_d(double* row, double shift, Py_ssize_t n) noexcept nogil
     double sum_row_f(const float* row, Py_ssize_t n) noexcept nogil
     double sum_row_d(const double* row, Py_ssize_t n) noexcept nogil
@@ -422,11 +462,10 @@ cdef inline void sum_rows(const floating* src, Py_ssize_t row_len,
 
     IN src (rows of row_len), IN members[count] (count >= 1), OUT out[row_len].
     """
-    cdef Py_ssize_t i, c
-    cdef const floating* row = src + members[0] * row_len
-    memcpy(out, row, row_len * sizeof(floating))
-    for i in range(1, count):
-        add_row(out, src + members[i] * row_len, row_len)
+    if floating is float:
+        sum_indexed_rows_f(out, src, members, count, row_len)
+    else:
+        sum_indexed_rows_d(out, src, members, count, row_len)
 
 
 cdef inline double softmax_xent_row(floating* row, Py_ssize_t n_classes, int64_t label,
@@ -507,9 +546,7 @@ cdef void sum_slot_products_relu(const floating* products, const int64_t* pos,
     cdef floating* out
     for i in prange(n, num_threads=n_threads, schedule='static'):
         out = h + i * n_hidden
-        memcpy(out, products + pos[i * n_slots] * n_hidden, n_hidden * sizeof(floating))
-        for j in range(1, n_slots):
-            add_row(out, products + pos[i * n_slots + j] * n_hidden, n_hidden)
+        sum_rows(products, n_hidden, pos + i * n_slots, n_slots, out)
         bias_relu_row(out, b1, n_hidden)
 
 
