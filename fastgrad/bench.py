@@ -125,7 +125,7 @@ def distinct_pairs(idx: np.ndarray) -> int:
 # ---------------------------------------------------------------------------
 
 LR = 1e-3
-SETTLE_S = 0.2   # quiet time before each method at more than one thread (see run_scenario)
+SETTLE_S = 0.12  # quiet time before each method at more than one thread (see run_scenario)
 
 
 def _fastgrad_step(path):
@@ -333,11 +333,11 @@ def run_scenario(config: Config, variant: str, n_threads: int, dtype, methods,
     for _ in range(rounds):
         for m, step in steps.items():
             # The previous method's thread pool (OpenBLAS, torch, XLA) keeps its
-            # workers spinning for ~0.1-0.2 s after its last call; on a machine
-            # with as many cores as threads they halve the next method's speed
-            # (measured: fastgrad's 2-thread parser step 13 ms alone, 25-30 ms right
-            # after numpy's). That belongs to nobody's step: let them settle, then
-            # an untimed step first.
+            # workers spinning for ~0.1 s after its last call; on a machine with as
+            # many cores as threads they halve the next method's speed (measured:
+            # fastgrad's 2-thread parser step 13-15 ms after 0.1-0.3 s of quiet, 23-30 ms
+            # right after numpy's). That belongs to nobody's step: let them settle,
+            # then an untimed step first.
             if n_threads > 1:
                 time.sleep(SETTLE_S)
             step()
