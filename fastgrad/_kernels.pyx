@@ -196,11 +196,12 @@ cdef extern from *:
     #define restrict __restrict  /* MSVC's C compiler spells it this way */
     #endif
     /* The hottest row loops are compiled for AVX2 and plain x86-64 and the
-       best one is picked at load time (GCC function multiversioning, Linux x86-64);
+       best one is picked at load time (GCC function multiversioning, glibc x86-64: it
+       needs ifunc, which musl lacks);
        a wheel built for every x86-64 then still uses the wide vectors of the CPU it
        runs on. Same operations in the same order in every version (and no FMA
        contraction: -ffp-contract=off), so the results do not depend on the CPU. */
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
     #define FASTGRAD_CLONES __attribute__((target_clones("avx2", "default")))
     #else
     #define FASTGRAD_CLONES
