@@ -327,6 +327,10 @@ def _check_lr(lr) -> float:
     return _check_real(lr, "lr")
 
 
+def _check_dropout(dropout) -> float:
+    return _check_real(dropout, "dropout", 0.0, 1.0, high_open=True)
+
+
 def _as_generator(rng) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
@@ -367,7 +371,7 @@ class Workspace:
         self.row_loss = np.empty(n, np.float64)
         self.row_correct = np.zeros(n, np.uint8)   # label's logit the largest (accuracy)
         self.value_slot = np.full(shape.n_vocab, -1, np.int64)
-        self.dropout_u = np.empty((n, hidden), f)   # uniform draws of a dropout mask
+        self.dropout_u: np.ndarray | None = None
         self._backward = False
         self._dense = False
         self._factored = False
@@ -392,6 +396,12 @@ class Workspace:
             self.partials = np.empty((n_threads, shape.hidden), f)
             self.class_partials = np.empty((n_threads, shape.n_classes), f)
             self._n_threads = n_threads
+
+    def dropout_draws(self) -> np.ndarray:
+        """The (N, Dh) buffer of a dropout mask's uniform draws, made on first use."""
+        if self.dropout_u is None:
+            self.dropout_u = np.empty((self.n, self.shape.hidden), self.shape.dtype)
+        return self.dropout_u
 
     def need_dense(self) -> None:
         if not self._dense:
@@ -535,7 +545,7 @@ def _draw_dropout(prepared: _Prepared, dropout: float, rng) -> float:
     """Fill the workspace's dropout draws; returns the keep probability (1: no dropout)."""
     if dropout == 0.0:
         return 1.0
-    draws = prepared.ws.dropout_u
+    draws = prepared.ws.dropout_draws()
     _as_generator(rng).random(out=draws, dtype=draws.dtype)
     return 1.0 - dropout
 
@@ -549,9 +559,21 @@ def _run(mode: int, prepared: _Prepared, rule=None, state1=None, state2=None,
                                  n, ws, n_threads, rule, state1, state2, keep)
 
 
-def _sgd_rule(lr: float, l2: float = 0.0) -> tuple:
-    """The kernels' update rule (fastgrad_rule's fields, in order) of plain SGD."""
-    return (_kernels.RULE_SGD, 0, lr, l2, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+class _UpdateRule(NamedTuple):
+    """How MODE_UPDATE turns gradients into updates: the fields of the kernels'
+    fastgrad_rule (see update_row_* in _kernels.pyx); unused fields stay 0."""
+
+    kind: int
+    lr: float
+    l2: float = 0.0
+    momentum: float = 0.0
+    eps: float = 0.0
+    eps_inside_sqrt: bool = False
+    beta1: float = 0.0
+    beta2: float = 0.0
+    dense_step: float = 0.0          # Adam's lr / (1 - β1ᵗ)
+    dense_denom_scale: float = 0.0   # Adam's 1 / √(1 - β2ᵗ)
+    sparse_step: float = 0.0         # SparseAdam's lr √(1 - β2ᵗ) / (1 - β1ᵗ)
 
 
 # ---------------------------------------------------------------------------
@@ -608,7 +630,7 @@ def loss(p, idx, y, *, path: str = "auto", dropout: float = 0.0, rng=None) -> fl
     mask drawn from rng: an int seed or a numpy Generator; the same seed, the
     same mask, which is how gradients are checked under dropout).
     """
-    dropout = _check_real(dropout, "dropout", 0.0, 1.0, high_open=True)
+    dropout = _check_dropout(dropout)
     prepared = _prepare(p, idx, y, path, writeable=False, backward=False)
     keep = _draw_dropout(prepared, dropout, rng)
     return float(_run(_kernels.MODE_LOSS, prepared, keep=keep)[0])
@@ -619,7 +641,7 @@ def loss_and_grad(p, idx, y, *, path: str = "auto", dropout: float = 0.0, rng=No
 
     dropout and rng as in loss(): the gradient of the loss with that mask.
     """
-    dropout = _check_real(dropout, "dropout", 0.0, 1.0, high_open=True)
+    dropout = _check_dropout(dropout)
     prepared = _prepare(p, idx, y, path, writeable=False, backward=True)
     ws = prepared.ws
     keep = _draw_dropout(prepared, dropout, rng)
@@ -638,7 +660,8 @@ def sgd_step(p, idx, y, lr, *, path: str = "auto") -> float:
     lr = _check_lr(lr)
     prepared = _prepare(p, idx, y, path, writeable=True, backward=True)
     with _ParamsWriteLock(prepared.p):
-        value = float(_run(_kernels.MODE_UPDATE, prepared, _sgd_rule(lr))[0])
+        value = float(_run(_kernels.MODE_UPDATE, prepared,
+                           _UpdateRule(_kernels.RULE_SGD, lr))[0])
     if not math.isfinite(value):
         raise FloatingPointError(f"the loss is {value}: p holds NaN or Inf where this batch "
                                  "reads it; no parameter was updated")

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fastgrad import _kernels
-from fastgrad._api import _as_index_array, _check_real, _prepare, _run
+from fastgrad._api import _as_index_array, _check_dropout, _check_real, _prepare, _run
 from fastgrad._optim import Optimizer, _train_step
 from fastgrad._progress import ProgressBar
 
@@ -35,18 +35,24 @@ def _check_count(value, name: str) -> int:
     return int(value)
 
 
-def evaluate(p, idx, y, *, batch_size: int = 4096, path: str = "auto") -> tuple[float, float]:
-    """(mean loss, accuracy) over a data set, batch by batch, in one forward pass each.
-
-    Accuracy counts a row as right when its label's logit is the largest.
-    """
-    batch_size = _check_count(batch_size, "batch_size")
+def _as_dataset(idx, y) -> tuple[np.ndarray, np.ndarray]:
+    """idx (N, m) and y (N,) as index arrays of one non-zero length, else an error."""
     idx = _as_index_array(idx, "idx", 2)
     y = _as_index_array(y, "y", 1)
     if y.shape[0] != idx.shape[0]:
         raise ValueError(f"y must have length {idx.shape[0]} (the rows of idx), got {y.shape[0]}")
     if idx.shape[0] == 0:
         raise ValueError("idx is an empty data set (0 rows)")
+    return idx, y
+
+
+def evaluate(p, idx, y, *, batch_size: int = 4096, path: str = "auto") -> tuple[float, float]:
+    """(mean loss, accuracy) over a data set, batch by batch, in one forward pass each.
+
+    Accuracy counts a row as right when its label's logit is the largest.
+    """
+    batch_size = _check_count(batch_size, "batch_size")
+    idx, y = _as_dataset(idx, y)
     total_loss, n_correct = 0.0, 0
     for start in range(0, idx.shape[0], batch_size):
         prepared = _prepare(p, idx[start:start + batch_size], y[start:start + batch_size],
@@ -72,14 +78,10 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
                         f"got {type(opt).__name__}")
     epochs = _check_count(epochs, "epochs")
     batch_size = _check_count(batch_size, "batch_size")
-    dropout = _check_real(dropout, "dropout", 0.0, 1.0, high_open=True)
+    dropout = _check_dropout(dropout)
     l2 = _check_real(l2, "l2")
-    idx = _as_index_array(idx, "idx", 2)
-    y = _as_index_array(y, "y", 1)
+    idx, y = _as_dataset(idx, y)
     n = idx.shape[0]
-    if y.shape[0] != n or n == 0:
-        raise ValueError(f"y must have length {n} (the rows of idx), and n > 0; "
-                         f"got {y.shape[0]}")
     if validation is not None:
         try:
             idx_v, y_v = validation

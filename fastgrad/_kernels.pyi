@@ -28,7 +28,7 @@ def run_step(mode: int, path: int, L: npt.NDArray[np.floating[Any]],
              W: npt.NDArray[np.floating[Any]], b1: npt.NDArray[np.floating[Any]],
              U: npt.NDArray[np.floating[Any]], b2: npt.NDArray[np.floating[Any]],
              idx: npt.NDArray[np.int64], y: npt.NDArray[np.int64], n: int,
-             ws: Any, n_threads: int, rule: tuple[float, ...] | None = None,
+             ws: Any, n_threads: int, rule: Any = None,
              state1: Sequence[npt.NDArray[np.floating[Any]]] | None = None,
              state2: Sequence[npt.NDArray[np.floating[Any]]] | None = None,
              keep: float = 1.0

@@ -867,25 +867,26 @@ def precomputed_proba(const floating[:, ::1] L, const floating[:, ::1] W,
 # One step
 # ---------------------------------------------------------------------------
 
-cdef void set_rule(fastgrad_rule* r, tuple rule):
-    r.kind = rule[0]
-    r.eps_inside_sqrt = rule[1]
-    r.lr = rule[2]
-    r.l2 = rule[3]
-    r.momentum = rule[4]
-    r.eps = rule[5]
-    r.beta1 = rule[6]
-    r.beta2 = rule[7]
-    r.dense_step = rule[8]
-    r.dense_denom_scale = rule[9]
-    r.sparse_step = rule[10]
+cdef void set_rule(fastgrad_rule* r, rule):
+    """The C struct from a fastgrad._api._UpdateRule (same field names)."""
+    r.kind = rule.kind
+    r.eps_inside_sqrt = rule.eps_inside_sqrt
+    r.lr = rule.lr
+    r.l2 = rule.l2
+    r.momentum = rule.momentum
+    r.eps = rule.eps
+    r.beta1 = rule.beta1
+    r.beta2 = rule.beta2
+    r.dense_step = rule.dense_step
+    r.dense_denom_scale = rule.dense_denom_scale
+    r.sparse_step = rule.sparse_step
 
 
 def run_step(int mode, int path,
              const floating[:, ::1] L, const floating[:, ::1] W, const floating[::1] b1,
              const floating[:, ::1] U, const floating[::1] b2,
              const int64_t[::1] idx, const int64_t[::1] y, Py_ssize_t n,
-             ws, int n_threads, tuple rule=None, state1=None, state2=None,
+             ws, int n_threads, rule=None, state1=None, state2=None,
              double keep=1.0):
     """One forward (and, by mode, backward) pass; see the MODE_* constants.
 
@@ -895,7 +896,7 @@ def run_step(int mode, int path,
         grad_rows/grad_values the embedding gradient in MODE_GRAD)
     IN  keep < 1: inverted dropout on h with keep probability `keep`, the unit
         kept where ws.dropout_u (n x Dh uniform draws) < keep (not in MODE_PROBA)
-    IN  rule (MODE_UPDATE): the fastgrad_rule fields as a tuple, in their order
+    IN  rule (MODE_UPDATE): a fastgrad._api._UpdateRule
     IN/OUT state1, state2 (MODE_UPDATE): the rule's state, arrays shaped as
         (L, W, b1, U, b2) in their dtype, or None when the rule keeps none
     IN/OUT in MODE_UPDATE every parameter, updated in place only when the loss is finite
@@ -904,7 +905,7 @@ def run_step(int mode, int path,
     """
     cdef Py_ssize_t n_vocab = L.shape[0], d = L.shape[1]
     cdef Py_ssize_t n_slots = W.shape[0] // d, n_hidden = W.shape[1], n_classes = U.shape[1]
-    cdef Py_ssize_t width = n_slots * d, i, j, k_rows = 0, n_keys = 0, key0, n_key_j
+    cdef Py_ssize_t width = n_slots * d, i, k_rows = 0, n_keys = 0
     cdef double loss = 0.0
     cdef floating inv_n = <floating> (1.0 / n)
     cdef bint backward = mode >= 2

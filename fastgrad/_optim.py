@@ -32,8 +32,8 @@ import numpy as np
 
 from fastgrad import _kernels
 from fastgrad._api import (
-    Params, _check_params, _check_real, _draw_dropout, _ParamsWriteLock, _prepare, _run,
-    _Shape,
+    Params, _check_dropout, _check_params, _check_real, _draw_dropout, _ParamsWriteLock,
+    _prepare, _run, _Shape, _UpdateRule,
 )
 
 __all__ = ["SGD", "AdaGrad", "Adam", "train_step"]
@@ -68,8 +68,8 @@ class Optimizer:
         self.lr = _check_real(lr, "lr")
         self.steps = 0
 
-    def _rule(self, l2: float) -> tuple:
-        """fastgrad_rule's fields, in order, for the next step."""
+    def _rule(self, l2: float) -> _UpdateRule:
+        """The kernels' update rule for the next step."""
         raise NotImplementedError
 
     def _check_for(self, shape: _Shape) -> None:
@@ -91,8 +91,8 @@ class SGD(Optimizer):
             self._kind = _kernels.RULE_MOMENTUM
             self.state1 = _zeros_like_params(Params(*p))
 
-    def _rule(self, l2: float) -> tuple:
-        return (self._kind, 0, self.lr, l2, self.momentum, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    def _rule(self, l2: float) -> _UpdateRule:
+        return _UpdateRule(self._kind, self.lr, l2, momentum=self.momentum)
 
 
 class AdaGrad(Optimizer):
@@ -111,9 +111,9 @@ class AdaGrad(Optimizer):
             for a in self.state1:
                 a.fill(initial)
 
-    def _rule(self, l2: float) -> tuple:
-        return (self._kind, int(self.eps_inside_sqrt), self.lr, l2, 0.0, self.eps,
-                0.0, 0.0, 0.0, 0.0, 0.0)
+    def _rule(self, l2: float) -> _UpdateRule:
+        return _UpdateRule(self._kind, self.lr, l2, eps=self.eps,
+                           eps_inside_sqrt=self.eps_inside_sqrt)
 
 
 class Adam(Optimizer):
@@ -133,16 +133,15 @@ class Adam(Optimizer):
         self.state1 = _zeros_like_params(Params(*p))
         self.state2 = _zeros_like_params(Params(*p))
 
-    def _rule(self, l2: float) -> tuple:
+    def _rule(self, l2: float) -> _UpdateRule:
         beta1, beta2 = self.betas
         t = self.steps + 1
         correction1 = 1.0 - beta1 ** t
         correction2 = 1.0 - beta2 ** t
-        dense_step = self.lr / correction1                          # torch.optim.Adam
-        dense_denom_scale = 1.0 / math.sqrt(correction2)
-        sparse_step = self.lr * math.sqrt(correction2) / correction1  # SparseAdam
-        return (self._kind, 0, self.lr, l2, 0.0, self.eps, beta1, beta2,
-                dense_step, dense_denom_scale, sparse_step)
+        return _UpdateRule(self._kind, self.lr, l2, eps=self.eps, beta1=beta1, beta2=beta2,
+                           dense_step=self.lr / correction1,                      # Adam
+                           dense_denom_scale=1.0 / math.sqrt(correction2),
+                           sparse_step=self.lr * math.sqrt(correction2) / correction1)  # SparseAdam
 
 
 def train_step(p, idx, y, opt: Optimizer, *, dropout: float = 0.0, l2: float = 0.0,
@@ -165,7 +164,7 @@ def _train_step(p, idx, y, opt, dropout, l2, rng, path) -> tuple[float, int]:
     if not isinstance(opt, Optimizer):
         raise TypeError(f"opt must be a fastgrad optimizer (SGD, AdaGrad, Adam), "
                         f"got {type(opt).__name__}")
-    dropout = _check_real(dropout, "dropout", 0.0, 1.0, high_open=True)
+    dropout = _check_dropout(dropout)
     l2 = _check_real(l2, "l2")
     prepared = _prepare(p, idx, y, path, writeable=True, backward=True)
     opt._check_for(prepared.ws.shape)
