@@ -314,6 +314,27 @@ def set_threads(n_threads: int) -> None:
         sys.modules["torch"].set_num_threads(n_threads)
 
 
+def time_round(steps: dict, settle: bool) -> dict:
+    """One interleaved round: seconds of one call of each step, in turn.
+
+    The previous step's thread pool (OpenBLAS, torch, XLA) keeps its workers
+    spinning for ~0.1 s after its last call; on a machine with as many cores as
+    threads they halve the next step's speed (measured: fastgrad's 2-thread
+    parser step 13-15 ms after 0.1-0.3 s of quiet, 23-30 ms right after numpy's).
+    That belongs to nobody's step: with settle, each waits SETTLE_S first; each
+    then makes one untimed call (workspaces, first-call costs) before the timed one.
+    """
+    seconds = {}
+    for name, step in steps.items():
+        if settle:
+            time.sleep(SETTLE_S)
+        step()
+        t0 = time.perf_counter()
+        step()
+        seconds[name] = time.perf_counter() - t0
+    return seconds
+
+
 def run_scenario(config: Config, variant: str, n_threads: int, dtype, methods,
                  rounds: int = 9, warmup: int = 2, seed: int = 0, on_round=None):
     """Time every method on one (config, variant, threads, dtype); returns Results."""
@@ -331,19 +352,8 @@ def run_scenario(config: Config, variant: str, n_threads: int, dtype, methods,
         for step in steps.values():
             step()
     for _ in range(rounds):
-        for m, step in steps.items():
-            # The previous method's thread pool (OpenBLAS, torch, XLA) keeps its
-            # workers spinning for ~0.1 s after its last call; on a machine with as
-            # many cores as threads they halve the next method's speed (measured:
-            # fastgrad's 2-thread parser step 13-15 ms after 0.1-0.3 s of quiet, 23-30 ms
-            # right after numpy's). That belongs to nobody's step: let them settle,
-            # then an untimed step first.
-            if n_threads > 1:
-                time.sleep(SETTLE_S)
-            step()
-            t0 = time.perf_counter()
-            step()
-            results[m].times_ms.append((time.perf_counter() - t0) * 1e3)
+        for m, seconds in time_round(steps, settle=n_threads > 1).items():
+            results[m].times_ms.append(seconds * 1e3)
         if on_round is not None:
             on_round()
     return list(results.values())

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import functools
 import importlib.metadata
 import sys
 import time
@@ -33,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 import fastgrad
+from fastgrad.bench import time_round
 
 TREEBANK_PACKAGE = "turkish-treebanks"
 TREEBANK_FILES = ("data/web.conllu", "data/wiki.conllu")
@@ -397,14 +399,9 @@ def peer_speeds(p, data: Instances, batch_size: int, n_batches: int = 5) -> dict
         steps["pytorch"] = lambda b: torch_step(data.idx[b], data.y[b])
     times: dict[str, list] = {k: [] for k in steps}
     for b in batches:
-        for name, step in steps.items():
-            # quiet, then an untimed step: the previous method's spinning BLAS or
-            # OpenMP workers, workspaces and torch's first call are not billed to this one
-            time.sleep(0.2)
-            step(b)
-            t0 = time.perf_counter()
-            step(b)
-            times[name].append(time.perf_counter() - t0)
+        batch_steps = {name: functools.partial(step, b) for name, step in steps.items()}
+        for name, seconds in time_round(batch_steps, settle=True).items():
+            times[name].append(seconds)
     return {k: batch_size / float(np.median(v)) for k, v in times.items()}
 
 
