@@ -352,6 +352,14 @@ def _check_path(path: str) -> str:
 # Workspace: every buffer a step needs, reused while the shapes stay the same
 # ---------------------------------------------------------------------------
 
+def _padded(row_len: int) -> int:
+    """Row length of a per-thread scratch row: each thread's row written in a hot
+    loop must share no cache line with its neighbour's (false sharing made the
+    2-thread embedding update slower than the 1-thread one), so rows are padded
+    to whole 64-byte lines plus one line, whatever the buffer's alignment."""
+    return (row_len + 15) // 16 * 16 + 16
+
+
 class Workspace:
     """Buffers for one (dtype, N, m, d, Dh, Nc, |V|) shape, grown on demand.
 
@@ -370,7 +378,6 @@ class Workspace:
         self.theta = np.empty((n, nc), f)
         self.row_loss = np.empty(n, np.float64)
         self.row_correct = np.zeros(n, np.uint8)   # label's logit the largest (accuracy)
-        self.value_slot = np.full(shape.n_vocab, -1, np.int64)
         self.dropout_u: np.ndarray | None = None
         self._backward = False
         self._dense = False
@@ -390,11 +397,13 @@ class Workspace:
             self.grad_rows = np.empty(items, np.int64)
             self.group_ptr = np.empty(items + 1, np.int64)
             self.members = np.empty(items, np.int64)
+            self.row_count = np.zeros(shape.n_vocab, np.int64)
             self._backward = True
         if self._n_threads < n_threads:  # per-thread rows of scratch
-            self.scratch = np.empty((n_threads, shape.embed_dim), f)
-            self.partials = np.empty((n_threads, shape.hidden), f)
-            self.class_partials = np.empty((n_threads, shape.n_classes), f)
+            self.chunk_totals = np.empty(2 * n_threads, np.int64)
+            self.scratch = np.empty((n_threads, _padded(shape.embed_dim)), f)
+            self.partials = np.empty((n_threads, _padded(shape.hidden)), f)
+            self.class_partials = np.empty((n_threads, _padded(shape.n_classes)), f)
             self._n_threads = n_threads
 
     def dropout_draws(self) -> np.ndarray:
@@ -409,8 +418,8 @@ class Workspace:
             self.x = np.empty((self.n, shape.n_features * shape.embed_dim), shape.dtype)
             self._dense = True
 
-    def group_slots(self) -> int:
-        """Group the batch in self.idx by (slot, row); returns K."""
+    def group_slots(self, n_threads: int) -> int:
+        """Group the batch in self.idx by (slot, row) on n_threads threads; returns K."""
         shape, n = self.shape, self.n
         items = n * shape.n_features
         if not self._factored:
@@ -419,10 +428,17 @@ class Workspace:
             self.occurrences = np.empty(items, np.int64)
             self.pos = np.empty(items, np.int64)
             self.slot_offsets = np.empty(shape.n_features + 1, np.int64)
+            self.local_row = np.empty(items, np.int64)
+            self.key_count = np.empty(items, np.int64)
+            self.slot_key = np.empty(items, np.int64)
+            self.slot_tables = np.full((0, shape.n_vocab), -1, np.int32)
             self._factored = True
-        return _kernels.group_slots(self.idx, n, shape.n_features, shape.n_vocab,
-                                    self.value_slot, self.key_row, self.key_ptr,
-                                    self.occurrences, self.pos, self.slot_offsets)
+        if self.slot_tables.shape[0] < n_threads:  # one row-number table per thread
+            self.slot_tables = np.full((n_threads, shape.n_vocab), -1, np.int32)
+        return _kernels.group_slots(self.idx, n, shape.n_features, self.slot_tables,
+                                    self.local_row, self.key_count, self.slot_key, self.key_row,
+                                    self.key_ptr, self.occurrences, self.pos,
+                                    self.slot_offsets, n_threads)
 
     def need_keys(self, n_keys: int) -> None:
         """Room for n_keys (slot, row) products; grows by a quarter to stop regrowth."""
@@ -521,21 +537,21 @@ def _prepare(p, idx, y, path, *, writeable: bool, backward: bool) -> _Prepared:
     """Validate everything, fill the workspace's index buffers, pick the path."""
     path = _check_path(path)
     shape, ws, n = _prepare_batch(p, idx, y, writeable=writeable)
+    # read once: the per-thread scratch rows are sized for this count, whatever
+    # another Python thread passes to set_num_threads meanwhile
+    n_threads = _n_threads
     if path == "auto":
         path = "dense"
         if n >= _MIN_ROWS_TO_FACTOR:
-            n_keys = ws.group_slots()
+            n_keys = ws.group_slots(n_threads)
             path = choose_path(n, shape.n_features, shape.embed_dim, shape.hidden, n_keys,
                                backward)
     elif path == "factored":
-        n_keys = ws.group_slots()
+        n_keys = ws.group_slots(n_threads)
     if path == "dense":
         ws.need_dense()
     else:
         ws.need_keys(n_keys)
-    # read once: the per-thread scratch rows are sized for this count, whatever
-    # another Python thread passes to set_num_threads meanwhile
-    n_threads = _n_threads
     if backward:
         ws.need_backward(n_threads)
     return _Prepared(Params(*p), ws, n, path, n_threads)

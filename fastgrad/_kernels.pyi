@@ -18,10 +18,13 @@ RULE_ADAM: int
 OPENMP: bool
 
 def openmp_max_threads() -> int: ...
-def group_slots(idx: npt.NDArray[np.int64], n: int, n_slots: int, n_vocab: int,
-                value_slot: npt.NDArray[np.int64], key_row: npt.NDArray[np.int64],
+def group_slots(idx: npt.NDArray[np.int64], n: int, n_slots: int,
+                tables: npt.NDArray[np.int32], local_row: npt.NDArray[np.int64],
+                key_count: npt.NDArray[np.int64], slot_key: npt.NDArray[np.int64],
+                key_row: npt.NDArray[np.int64],
                 key_ptr: npt.NDArray[np.int64], occurrences: npt.NDArray[np.int64],
-                pos: npt.NDArray[np.int64], slot_offsets: npt.NDArray[np.int64]) -> int: ...
+                pos: npt.NDArray[np.int64], slot_offsets: npt.NDArray[np.int64],
+                n_threads: int) -> int: ...
 def copy_indices(src: npt.NDArray[np.integer[Any]], dst: npt.NDArray[np.int64],
                  upper: int) -> tuple[int, int]: ...
 def run_step(mode: int, path: int, L: npt.NDArray[np.floating[Any]],

@@ -27,7 +27,7 @@ Two paths compute the same numbers:
 * dense: x = [L[w_0] ... L[w_{m-1}]] is gathered into an (N, m*d) buffer and
   the products run over it, exactly as the derivation reads;
 * factored: xW = Σ_j L[w_j] W_j, so each distinct (slot, row) pair of the batch
-  is multiplied once. ``group_by_value`` groups the occurrences of each slot;
+  is multiplied once. ``group_slots`` groups the occurrences of each slot;
   P_j = L[uniq_j] W_j, z[n] = b1 + Σ_j P[pos(n, j)]; backward the segment
   sums S = Σ_occurrences δ2 give dW_j = L[uniq_j]ᵀ S_j and dL rows S_j W_jᵀ.
 
@@ -63,12 +63,15 @@ cdef extern from *:
     #if FASTGRAD_OPENMP
     #include <omp.h>
     static int fastgrad_openmp_max_threads(void) { return omp_get_max_threads(); }
+    static double fastgrad_wtime(void) { return omp_get_wtime(); }
     #else
     static int fastgrad_openmp_max_threads(void) { return 1; }
+    static double fastgrad_wtime(void) { return 0.0; }
     #endif
     """
     const int FASTGRAD_OPENMP
     int fastgrad_openmp_max_threads() noexcept nogil
+    double fastgrad_wtime() noexcept nogil
 
 OPENMP = bool(FASTGRAD_OPENMP)
 
@@ -76,6 +79,46 @@ OPENMP = bool(FASTGRAD_OPENMP)
 def openmp_max_threads():
     """OpenMP's default thread count (1 in a build without OpenMP)."""
     return fastgrad_openmp_max_threads()
+
+
+# ---------------------------------------------------------------------------
+# Phase timing: where a step's time goes (tools/phase_profile.py), off by default
+# ---------------------------------------------------------------------------
+# Wall-clock seconds per phase of run_step, summed over the steps while on; one
+# clock read per phase, nothing when off. A developer's tool: not thread-safe
+# (steps on two Python threads at once mix their phases), and OpenMP builds only.
+
+PHASES = ("gather rows of L", "first layer: products", "first layer: sums, bias, ReLU",
+          "output product hU", "softmax and loss", "ReLU mask backward (δ1Uᵀ)", "dU = hᵀδ1",
+          "segment sums of δ2", "dW and dL products", "group dL rows",
+          "update L rows (or sum dL)", "update W, b1, U, b2")
+cdef enum:
+    N_PHASES = 12
+cdef double phase_seconds[N_PHASES]
+cdef bint phase_timing_on = False
+
+
+def set_phase_timing(bint on):
+    """Start (clearing the totals) or stop timing the phases of run_step."""
+    global phase_timing_on
+    if on and not FASTGRAD_OPENMP:
+        raise RuntimeError("phase timing needs a build with OpenMP (its clock)")
+    memset(phase_seconds, 0, sizeof(phase_seconds))
+    phase_timing_on = on
+
+
+def phase_timing():
+    """{phase name: seconds} summed since set_phase_timing(True)."""
+    return {name: phase_seconds[i] for i, name in enumerate(PHASES)}
+
+
+cdef inline void lap(int phase, double* since) noexcept nogil:
+    """Bill the time since `since` to `phase`, and restart the clock."""
+    cdef double now
+    if phase_timing_on:
+        now = fastgrad_wtime()
+        phase_seconds[phase] += now - since[0]
+        since[0] = now
 
 
 # What run_step computes (the public names live in fastgrad._api).
@@ -145,46 +188,101 @@ cdef void gemm_rows_parallel(bint trans_a, bint trans_b, int n_rows, int n_cols,
 # The factored path's products, one set per feature slot j (keys key0 .. key0+K_j):
 #   SLOT_FORWARD:  P_j = L[uniq_j] W_j                         (K_j x Dh)
 #   SLOT_BACKWARD: dW_j = L[uniq_j]ᵀ S_j, then the keys' dL rows S_j W_jᵀ (K_j x d),
-#                  written over L[uniq_j] once dW_j no longer needs it
+#                  written over L[uniq_j] once every dW_j is done
+# Slots differ in size (a word slot has hundreds of keys, a tag slot a few dozen),
+# so whole slots balance badly over many threads (18 word slots on 16 threads: two
+# rounds, the second one-eighth full). So at more threads the products are cut
+# into about TASKS_PER_THREAD tasks a thread, handed out dynamically: blocks of
+# keys for P_j and the dL rows, blocks of columns for dW_j (whose inner dimension
+# is K_j: its rows cannot be cut without a reduction). Cutting finer than needed
+# costs: each BLAS call repacks its operands (with fixed 128-key and 64-column
+# blocks a 1-thread parser step spent ~25% more time in BLAS). Each task is one
+# BLAS call fixed by the thread count, so the result is fixed for a thread count.
 cdef enum:
     SLOT_FORWARD = 0
     SLOT_BACKWARD = 1
+    TASKS_PER_THREAD = 4
+    MIN_BLOCK_ROWS = 64
+    MIN_BLOCK_COLS = 32
 
 
-cdef inline void slot_gemm(int stage, Py_ssize_t j, const int64_t* slot_offsets,
-                           Py_ssize_t d, Py_ssize_t n_hidden, floating* xu, floating* products,
-                           const floating* W, floating* dW, int n_threads) noexcept nogil:
+cdef inline void slot_rows_task(int stage, Py_ssize_t task, Py_ssize_t n_slots,
+                                Py_ssize_t block_rows, const int64_t* slot_offsets,
+                                Py_ssize_t d, Py_ssize_t n_hidden, floating* xu,
+                                floating* products, const floating* W) noexcept nogil:
+    """Task `task` of the row blocks: P rows (forward) or dL rows (backward) of one
+    block of one slot's keys; tasks past a slot's last block do nothing."""
+    cdef Py_ssize_t j = task % n_slots
+    cdef Py_ssize_t first = slot_offsets[j] + (task // n_slots) * block_rows
+    cdef int rows = <int> min(block_rows, slot_offsets[j + 1] - first)
+    cdef const floating* W_j = W + j * d * n_hidden
+    if rows <= 0:
+        return
+    if stage == SLOT_FORWARD:
+        gemm(False, False, rows, <int> n_hidden, <int> d, <floating> 1, xu + first * d, <int> d,
+             W_j, <int> n_hidden, <floating> 0, products + first * n_hidden, <int> n_hidden)
+    else:
+        gemm(False, True, rows, <int> d, <int> n_hidden, <floating> 1,
+             products + first * n_hidden, <int> n_hidden, W_j, <int> n_hidden, <floating> 0,
+             xu + first * d, <int> d)
+
+
+cdef inline void slot_dW_task(Py_ssize_t task, Py_ssize_t n_slots, Py_ssize_t block_cols,
+                              const int64_t* slot_offsets, Py_ssize_t d, Py_ssize_t n_hidden,
+                              const floating* xu, const floating* products,
+                              floating* dW) noexcept nogil:
+    """Task `task` of dW: one block of columns of dW_j = L[uniq_j]ᵀ S_j."""
+    cdef Py_ssize_t j = task % n_slots
+    cdef Py_ssize_t col = (task // n_slots) * block_cols
     cdef Py_ssize_t key0 = slot_offsets[j]
     cdef int k = <int> (slot_offsets[j + 1] - key0)
-    cdef const floating* W_j = W + j * d * n_hidden
-    if stage == SLOT_FORWARD:
-        gemm_rows_parallel(False, False, k, <int> n_hidden, <int> d, <floating> 1,
-                           xu + key0 * d, <int> d, W_j, <int> n_hidden, <floating> 0,
-                           products + key0 * n_hidden, <int> n_hidden, n_threads)
-    else:
-        gemm_rows_parallel(True, False, <int> d, <int> n_hidden, k, <floating> 1,
-                           xu + key0 * d, <int> d, products + key0 * n_hidden, <int> n_hidden,
-                           <floating> 0, dW + j * d * n_hidden, <int> n_hidden, n_threads)
-        gemm_rows_parallel(False, True, k, <int> d, <int> n_hidden, <floating> 1,
-                           products + key0 * n_hidden, <int> n_hidden, W_j, <int> n_hidden,
-                           <floating> 0, xu + key0 * d, <int> d, n_threads)
+    cdef int cols = <int> min(block_cols, n_hidden - col)
+    if cols <= 0:
+        return
+    gemm(True, False, <int> d, cols, k, <floating> 1, xu + key0 * d, <int> d,
+         products + key0 * n_hidden + col, <int> n_hidden, <floating> 0,
+         dW + j * d * n_hidden + col, <int> n_hidden)
 
 
 cdef void slot_gemms(int stage, const int64_t* slot_offsets, Py_ssize_t n_slots, Py_ssize_t d,
                      Py_ssize_t n_hidden, floating* xu, floating* products, const floating* W,
                      floating* dW, int n_threads) noexcept nogil:
-    """Every slot's products. With at least two slots a thread, whole slots go to
-    threads (dynamically: slots differ in size; each slot is still one fixed call,
-    so results do not depend on which thread ran it); with fewer, each slot's
-    product is split by rows instead.
+    """Every slot's products, as tasks handed out dynamically (see above).
+
+    IN/OUT xu (K x d): L[key rows]; in SLOT_BACKWARD overwritten by the dL rows
+    IN/OUT products (K x Dh): OUT P (forward); IN S (backward)
+    OUT dW (backward)
     """
-    cdef Py_ssize_t j
-    if n_threads > 1 and n_slots >= 2 * n_threads:
-        for j in prange(n_slots, num_threads=n_threads, schedule='dynamic'):
-            slot_gemm(stage, j, slot_offsets, d, n_hidden, xu, products, W, dW, 1)
-    else:
-        for j in range(n_slots):
-            slot_gemm(stage, j, slot_offsets, d, n_hidden, xu, products, W, dW, n_threads)
+    cdef Py_ssize_t j, task, most_keys = 0
+    cdef Py_ssize_t n_tasks = <Py_ssize_t> TASKS_PER_THREAD * n_threads
+    cdef Py_ssize_t n_keys = slot_offsets[n_slots]
+    for j in range(n_slots):
+        most_keys = max(most_keys, slot_offsets[j + 1] - slot_offsets[j])
+    # about n_tasks blocks of keys in all, and dW_j in as many column blocks as it
+    # takes for n_tasks; at 1 thread that is one call per slot and product
+    cdef Py_ssize_t block_rows = max(<Py_ssize_t> MIN_BLOCK_ROWS, (n_keys + n_tasks - 1) // n_tasks)
+    cdef Py_ssize_t col_blocks = min((n_tasks + n_slots - 1) // n_slots,
+                                     max(<Py_ssize_t> 1, n_hidden // MIN_BLOCK_COLS))
+    cdef Py_ssize_t block_cols = (n_hidden + col_blocks - 1) // col_blocks
+    # block-major task order: every slot's first block, then every slot's second, ...
+    cdef Py_ssize_t n_row_tasks = n_slots * ((most_keys + block_rows - 1) // block_rows)
+    cdef Py_ssize_t n_dW_tasks = n_slots * col_blocks
+    block_cols = (block_cols + 15) // 16 * 16   # whole SIMD registers, columns of either dtype
+    if stage == SLOT_BACKWARD and n_row_tasks == n_slots and col_blocks == 1:
+        # whole slots: dL_j right after dW_j, while S_j is still in cache
+        for task in prange(n_slots, num_threads=n_threads, schedule='dynamic'):
+            slot_dW_task(task, n_slots, block_cols, slot_offsets, d, n_hidden, xu, products,
+                         dW)
+            slot_rows_task(stage, task, n_slots, block_rows, slot_offsets, d, n_hidden, xu,
+                           products, W)
+        return
+    if stage == SLOT_BACKWARD:
+        for task in prange(n_dW_tasks, num_threads=n_threads, schedule='dynamic'):
+            slot_dW_task(task, n_slots, block_cols, slot_offsets, d, n_hidden, xu, products,
+                         dW)
+    for task in prange(n_row_tasks, num_threads=n_threads, schedule='dynamic'):
+        slot_rows_task(stage, task, n_slots, block_rows, slot_offsets, d, n_hidden, xu,
+                       products, W)
 
 
 # Row loops that must vectorize. Cython cannot say `restrict`, and without it
@@ -554,32 +652,34 @@ cdef void sum_slot_products_relu(const floating* products, const int64_t* pos,
 cdef void softmax_xent_rows(floating* theta, const floating* b2, const int64_t* y,
                             Py_ssize_t n, Py_ssize_t n_classes, int mode, floating scale,
                             double* row_loss, unsigned char* row_correct,
-                            floating* db2, floating* partials, int n_threads) noexcept nogil:
+                            floating* db2, floating* partials, Py_ssize_t share_stride,
+                            int n_threads) noexcept nogil:
     """θ += b2, then softmax_xent_row, row by row while the row is in cache.
 
     Per-row losses go to row_loss so the batch sum can be taken serially, in a
     fixed order, whatever the threads. row_correct (n entries; unused in
     MODE_PROBA): 1 where the label's logit is the largest, for accuracies at no
     extra pass. With db2 (backward modes) each thread also adds its rows of δ1
-    into its share of partials (n_threads x n_classes), and db2 = Σ δ1 is the sum
-    of the shares in thread order: no second sweep over θ.
+    into its share of partials (n_threads shares of n_classes, share_stride apart:
+    see PER_THREAD_PAD), and db2 = Σ δ1 is the sum of the shares in thread order:
+    no second sweep over θ.
     """
     cdef Py_ssize_t i
     cdef int64_t label
     cdef floating* row
     if db2 != NULL:
-        memset(partials, 0, n_threads * n_classes * sizeof(floating))
+        memset(partials, 0, n_threads * share_stride * sizeof(floating))
     for i in prange(n, num_threads=n_threads, schedule='static'):
         label = y[i] if mode != 0 else 0
         row = theta + i * n_classes
         add_row(row, b2, n_classes)
         row_loss[i] = softmax_xent_row(row, n_classes, label, mode, scale, row_correct + i)
         if db2 != NULL:
-            add_row(partials + threadid() * n_classes, row, n_classes)
+            add_row(partials + threadid() * share_stride, row, n_classes)
     if db2 != NULL:
         memcpy(db2, partials, n_classes * sizeof(floating))
         for i in range(1, n_threads):
-            add_row(db2, partials + i * n_classes, n_classes)
+            add_row(db2, partials + i * share_stride, n_classes)
 
 
 cdef void sum_groups(const floating* src, Py_ssize_t row_len, const int64_t* group_ptr,
@@ -599,18 +699,20 @@ cdef void scatter_update_groups(const floating* src, Py_ssize_t row_len,
                                 const int64_t* group_ptr, const int64_t* members,
                                 const int64_t* group_rows, Py_ssize_t n_groups,
                                 const fastgrad_rule* rule, floating* table, floating* state1,
-                                floating* state2, floating* scratch, int n_threads) noexcept nogil:
+                                floating* state2, floating* scratch, Py_ssize_t share_stride,
+                                int n_threads) noexcept nogil:
     """Row group_rows[g] of table updated by the rule from its gradient Σ src[members of g].
 
     Each touched row is summed into a per-thread scratch row and updated once,
     together with its own rows of the rule's state: the embedding gradient is
     never stored. IN src rows and the groups; IN/OUT table, state1, state2
-    (|V| x row_len, or NULL when the rule keeps none); scratch: n_threads x row_len.
+    (|V| x row_len, or NULL when the rule keeps none); scratch: n_threads rows of
+    row_len, share_stride apart.
     """
     cdef Py_ssize_t g, row
     cdef floating* acc
     for g in prange(n_groups, num_threads=n_threads, schedule='static'):
-        acc = scratch + threadid() * row_len
+        acc = scratch + threadid() * share_stride
         sum_rows(src, row_len, members + group_ptr[g], group_ptr[g + 1] - group_ptr[g], acc)
         row = group_rows[g] * row_len
         update_row(rule, True, table + row, acc, state1 + row if state1 != NULL else NULL,
@@ -651,7 +753,8 @@ cdef void dropout_rows(floating* h, const floating* u, Py_ssize_t n, Py_ssize_t 
 cdef void relu_mask_backward(const floating* delta1, const floating* U, const floating* h,
                              Py_ssize_t n, Py_ssize_t n_classes, Py_ssize_t n_hidden,
                              floating mask_scale, floating* delta2, floating* db1,
-                             floating* partials, int n_threads) noexcept nogil:
+                             floating* partials, Py_ssize_t share_stride,
+                             int n_threads) noexcept nogil:
     """δ2 = δ1 Uᵀ ∘ relu'(z) and db1 = Σ_rows δ2, one block of rows at a time.
 
     With dropout the mask is the dropout mask and the ReLU's at once: h is
@@ -662,7 +765,8 @@ cdef void relu_mask_backward(const floating* delta1, const floating* U, const fl
     sweep over δ2. Blocks go to threads statically and the shares are added in
     thread order, so db1 is fixed for a given thread count.
     IN delta1 (n x n_classes), U (n_hidden x n_classes), h (n x n_hidden)
-    OUT delta2 (n x n_hidden), db1 (n_hidden); scratch partials (n_threads x n_hidden)
+    OUT delta2 (n x n_hidden), db1 (n_hidden); scratch partials (n_threads shares of
+    n_hidden, share_stride apart)
     """
     cdef Py_ssize_t block, start, rows, i
     # Few classes: δ1Uᵀ is cheap and small blocks keep δ2 in L1 for the mask. Many
@@ -671,11 +775,11 @@ cdef void relu_mask_backward(const floating* delta1, const floating* U, const fl
         max(<Py_ssize_t> BLOCK_ROWS, (n + n_threads - 1) // n_threads)
     cdef Py_ssize_t n_blocks = (n + block_rows - 1) // block_rows
     cdef floating* share
-    memset(partials, 0, n_threads * n_hidden * sizeof(floating))
+    memset(partials, 0, n_threads * share_stride * sizeof(floating))
     for block in prange(n_blocks, num_threads=n_threads, schedule='static'):
         start = block * block_rows
         rows = min(block_rows, n - start)
-        share = partials + threadid() * n_hidden
+        share = partials + threadid() * share_stride
         gemm(False, True, <int> rows, <int> n_hidden, <int> n_classes,
              <floating> 1, delta1 + start * n_classes, <int> n_classes,
              U, <int> n_classes, <floating> 0, delta2 + start * n_hidden, <int> n_hidden)
@@ -683,12 +787,123 @@ cdef void relu_mask_backward(const floating* delta1, const floating* U, const fl
             mask_add_row(delta2 + i * n_hidden, h + i * n_hidden, share, mask_scale, n_hidden)
     memcpy(db1, partials, n_hidden * sizeof(floating))
     for i in range(1, n_threads):
-        add_row(db1, partials + i * n_hidden, n_hidden)
+        add_row(db1, partials + i * share_stride, n_hidden)
 
 
 # ---------------------------------------------------------------------------
-# Grouping occurrences by value (counting sort with a |V|-sized slot table)
+# Grouping occurrences: by (slot, row) for the factored path, by row for dL
 # ---------------------------------------------------------------------------
+# Both groupings run on every step before (or between) the parallel loops, so a
+# serial grouping would bound the speed-up at many threads (Amdahl): on cm2014 a
+# serial (slot, row) grouping was ~10% of a 1-thread step. Both are split over
+# threads, and both give the same groups whatever the thread count.
+
+cdef enum:
+    # Rows of L are grouped by a scan of the touched value range; past this many
+    # values per item the range is too sparse and a sort of the distinct values
+    # (serial) is cheaper.
+    SPARSE_VALUES_PER_ITEM = 16
+    # Fewest items worth a thread of their own in group_rows.
+    MIN_ITEMS_PER_THREAD = 2048
+
+
+cdef Py_ssize_t number_slot_keys(const int64_t* rows, Py_ssize_t n, Py_ssize_t stride,
+                                 int32_t* table, int64_t* key_row, int64_t* key_count,
+                                 int64_t* key_of) noexcept nogil:
+    """Number one slot's distinct rows in order of first occurrence; returns k.
+
+    IN  rows[i * stride], i < n; IN/OUT table[|V|]: all -1 on entry and on return
+    OUT key_row[k], key_count[k] (occurrences of each key), key_of[n] (each item's key)
+    """
+    cdef Py_ssize_t i, k = 0
+    cdef int64_t v
+    cdef int32_t g
+    for i in range(n):
+        v = rows[i * stride]
+        g = table[v]
+        if g < 0:
+            g = <int32_t> k
+            table[v] = g
+            key_row[k] = v
+            key_count[k] = 0
+            k += 1
+        key_count[g] += 1
+        key_of[i] = g
+    for i in range(k):
+        table[key_row[i]] = -1
+    return k
+
+
+cdef void place_slot_keys(Py_ssize_t n, Py_ssize_t k, int64_t key0, int64_t item0,
+                          const int64_t* local_row, int64_t* key_count, int64_t* key_row,
+                          int64_t* key_ptr, int64_t* occurrences,
+                          int64_t* key_of) noexcept nogil:
+    """Lay one numbered slot out at keys key0 .. key0+k (counting sort by key).
+
+    IN  local_row[k], key_count[k] (consumed: it becomes each key's write cursor)
+    OUT key_row[key0 + g], key_ptr[key0 + g]; occurrences[item0 ...]: the slot's n
+        examples, grouped by key, ascending within a key
+    IN/OUT key_of[n]: each item's local key on entry, its global key key0 + g on return
+    """
+    cdef Py_ssize_t g, i
+    cdef int64_t start = item0, count
+    for g in range(k):
+        key_row[key0 + g] = local_row[g]
+        key_ptr[key0 + g] = start
+        count = key_count[g]
+        key_count[g] = start
+        start += count
+    for i in range(n):
+        g = key_of[i]
+        occurrences[key_count[g]] = i
+        key_count[g] += 1
+        key_of[i] = key0 + g
+
+
+def group_slots(const int64_t[::1] idx, Py_ssize_t n, Py_ssize_t n_slots,
+                int32_t[:, ::1] tables, int64_t[::1] local_row, int64_t[::1] key_count,
+                int64_t[::1] slot_key, int64_t[::1] key_row, int64_t[::1] key_ptr,
+                int64_t[::1] occurrences, int64_t[::1] pos, int64_t[::1] slot_offsets,
+                int n_threads):
+    """Group the batch's occurrences by (slot, row); returns K = Σ_j K_j.
+
+    Slots go to threads whole, so each is numbered by one thread in example order:
+    a slot's keys are its distinct rows in order of first occurrence (any fixed
+    order serves the sums, and this one needs no sort). Keys are kept slot-major
+    (slot_key) while slots are worked on in parallel, and written to the
+    example-major pos in a last pass by examples: pos[i, j] and pos[i, j+1] share
+    a cache line, and threads writing them for different slots would fight over it.
+
+    IN  idx (n * n_slots, row-major (n, n_slots))
+    IN/OUT tables (n_threads x |V|): all -1 on entry and on return
+    scratch local_row, key_count, slot_key (n * n_slots)
+    OUT key_row[K]: the row of each (slot, row) key, slots in order
+    OUT key_ptr[K + 1], occurrences[n * n_slots]: the examples of key u are
+        occurrences[key_ptr[u] : key_ptr[u + 1]], ascending
+    OUT pos[n * n_slots]: the key of each (example, slot)
+    OUT slot_offsets[n_slots + 1]: slot j owns keys slot_offsets[j] : slot_offsets[j + 1]
+    """
+    cdef Py_ssize_t i, j
+    cdef int64_t k
+    cdef int n_workers = min(n_threads, <int> n_slots)
+    with nogil:
+        for j in prange(n_slots, num_threads=n_workers, schedule='dynamic'):
+            slot_offsets[j + 1] = number_slot_keys(&idx[j], n, n_slots, &tables[threadid(), 0],
+                                                   &local_row[j * n], &key_count[j * n],
+                                                   &slot_key[j * n])
+        slot_offsets[0] = 0
+        for j in range(n_slots):
+            slot_offsets[j + 1] += slot_offsets[j]
+        for j in prange(n_slots, num_threads=n_workers, schedule='dynamic'):
+            k = slot_offsets[j + 1] - slot_offsets[j]
+            place_slot_keys(n, k, slot_offsets[j], j * n, &local_row[j * n], &key_count[j * n],
+                            &key_row[0], &key_ptr[0], &occurrences[0], &slot_key[j * n])
+        key_ptr[slot_offsets[n_slots]] = n * n_slots
+        for i in prange(n, num_threads=n_threads, schedule='static'):
+            for j in range(n_slots):
+                pos[i * n_slots + j] = slot_key[j * n + i]
+    return slot_offsets[n_slots]
+
 
 cdef int compare_int64(const void* a, const void* b) noexcept nogil:
     cdef int64_t x = (<const int64_t*> a)[0]
@@ -696,88 +911,109 @@ cdef int compare_int64(const void* a, const void* b) noexcept nogil:
     return (x > y) - (x < y)
 
 
-cdef Py_ssize_t group_by_value(const int64_t* values, Py_ssize_t n_items, Py_ssize_t stride,
-                               Py_ssize_t n_values, int64_t* value_slot,
-                               int64_t* uniq, int64_t* group_ptr, int64_t* members,
-                               int64_t* item_group, int64_t ptr_base,
-                               int64_t group_base) noexcept nogil:
-    """Group items by value; returns the number k of distinct values.
-
-    IN  values: item i has value values[i * stride], in [0, n_values)
-    IN/OUT value_slot[n_values]: all -1 on entry, restored to -1 on return
-    OUT uniq[k]: the distinct values, ascending
-    OUT group_ptr[k + 1], members[n_items]: the items of group g are
-        members[group_ptr[g] - ptr_base : group_ptr[g + 1] - ptr_base], in
-        ascending item order (so every sum over a group has a fixed order)
-    OUT item_group (may be NULL): item_group[i * stride] = group_base + g
-    Work is O(n_items + k log k), or O(n_items + n_values) when that is less.
-    """
+cdef Py_ssize_t group_sparse_rows(const int64_t* values, Py_ssize_t n_items,
+                                  int64_t* row_count, int64_t* uniq, int64_t* group_ptr,
+                                  int64_t* members) noexcept nogil:
+    """group_rows for a value range too sparse to scan: sort the distinct values
+    (serial). Same arguments and result as group_rows."""
     cdef Py_ssize_t i, g, k = 0
-    cdef int64_t v
+    cdef int64_t v, start = 0, count
     for i in range(n_items):
-        v = values[i * stride]
-        if value_slot[v] < 0:
-            value_slot[v] = k
+        v = values[i]
+        if row_count[v] == 0:
             uniq[k] = v
             k += 1
-    if n_values < 32 * k:
-        # Dense enough: read the distinct values off the slot table in order.
-        g = 0
-        for v in range(n_values):
-            if value_slot[v] >= 0:
-                uniq[g] = v
-                g += 1
-    else:
-        qsort(uniq, k, sizeof(int64_t), compare_int64)
+        row_count[v] += 1
+    qsort(uniq, k, sizeof(int64_t), compare_int64)
     for g in range(k):
-        value_slot[uniq[g]] = g
-    # Counting sort: count into group_ptr[g + 1], then shift so that placing
-    # the items advances each group's start to its end.
-    memset(group_ptr, 0, (k + 1) * sizeof(int64_t))
+        group_ptr[g] = start
+        count = row_count[uniq[g]]
+        row_count[uniq[g]] = start
+        start += count
+    group_ptr[k] = n_items
     for i in range(n_items):
-        group_ptr[value_slot[values[i * stride]] + 1] += 1
-    v = 0
+        members[row_count[values[i]]] = i
+        row_count[values[i]] += 1
     for g in range(k):
-        i = group_ptr[g + 1]
-        group_ptr[g + 1] = v
-        v += i
-    for i in range(n_items):
-        g = value_slot[values[i * stride]]
-        members[group_ptr[g + 1]] = i
-        group_ptr[g + 1] += 1
-        if item_group != NULL:
-            item_group[i * stride] = group_base + g
-    for g in range(k):
-        value_slot[uniq[g]] = -1
-    if ptr_base != 0:
-        for g in range(k + 1):
-            group_ptr[g] += ptr_base
+        row_count[uniq[g]] = 0
     return k
 
 
-def group_slots(const int64_t[::1] idx, Py_ssize_t n, Py_ssize_t n_slots, Py_ssize_t n_vocab,
-                int64_t[::1] value_slot, int64_t[::1] key_row, int64_t[::1] key_ptr,
-                int64_t[::1] occurrences, int64_t[::1] pos, int64_t[::1] slot_offsets):
-    """Group the batch's occurrences by (slot, row); returns K = Σ_j K_j.
+cdef Py_ssize_t group_rows(const int64_t* values, Py_ssize_t n_items, Py_ssize_t n_values,
+                           int64_t* row_count, int64_t* uniq, int64_t* group_ptr,
+                           int64_t* members, int64_t* chunk_totals,
+                           int n_threads) noexcept nogil:
+    """Group items by value (a row of L); returns the number k of distinct values.
 
-    IN  idx (n * n_slots, row-major (n, n_slots))
-    OUT key_row[K]: the row of each (slot, row) key, slots in order, rows ascending
-    OUT key_ptr[K + 1], occurrences[n * n_slots]: the examples of key u are
-        occurrences[key_ptr[u] : key_ptr[u + 1]]
-    OUT pos[n * n_slots]: the key of each (example, slot)
-    OUT slot_offsets[n_slots + 1]: slot j owns keys slot_offsets[j] : slot_offsets[j + 1]
+    IN  values[n_items], each in [0, n_values)
+    IN/OUT row_count[n_values]: all 0 on entry and on return
+    OUT uniq[k]: the distinct values, ascending
+    OUT group_ptr[k + 1], members[n_items]: the items of group g are
+        members[group_ptr[g] : group_ptr[g + 1]], ascending, so every sum over a
+        group has a fixed order
+    scratch chunk_totals[2 * n_threads]
+
+    Each thread owns a contiguous range of values: it counts its values' items,
+    then (after a prefix sum over the threads) lays its groups out in value
+    order. Every thread reads all the items but writes only its own values, so
+    there is no race, and the result does not depend on the thread count.
     """
-    cdef Py_ssize_t j, k
-    cdef int64_t offset = 0
-    with nogil:
-        for j in range(n_slots):
-            slot_offsets[j] = offset
-            k = group_by_value(&idx[j], n, n_slots, n_vocab, &value_slot[0],
-                               &key_row[offset], &key_ptr[offset], &occurrences[j * n],
-                               &pos[j], j * n, offset)
-            offset += k
-        slot_offsets[n_slots] = offset
-    return offset
+    cdef Py_ssize_t t, i, v, g, k = 0
+    cdef int64_t lo, hi, w, count, n_groups, n_members, start, first
+    cdef int n_chunks = <int> min(<Py_ssize_t> n_threads, n_items // MIN_ITEMS_PER_THREAD)
+    if n_values > SPARSE_VALUES_PER_ITEM * n_items:
+        return group_sparse_rows(values, n_items, row_count, uniq, group_ptr, members)
+    if n_chunks < 1:
+        n_chunks = 1
+    for t in prange(n_chunks, num_threads=n_chunks, schedule='static'):
+        lo = t * n_values // n_chunks
+        hi = (t + 1) * n_values // n_chunks
+        for i in range(n_items):
+            w = values[i]
+            if lo <= w < hi:
+                row_count[w] += 1
+        n_groups = 0
+        n_members = 0
+        for v in range(lo, hi):
+            if row_count[v] != 0:
+                n_groups = n_groups + 1
+                n_members = n_members + row_count[v]
+        chunk_totals[2 * t] = n_groups
+        chunk_totals[2 * t + 1] = n_members
+    # exclusive prefix sums: each chunk's first group and first member
+    n_groups = 0
+    n_members = 0
+    for t in range(n_chunks):
+        count = chunk_totals[2 * t]
+        chunk_totals[2 * t] = n_groups
+        n_groups += count
+        count = chunk_totals[2 * t + 1]
+        chunk_totals[2 * t + 1] = n_members
+        n_members += count
+    k = n_groups
+    group_ptr[k] = n_items
+    for t in prange(n_chunks, num_threads=n_chunks, schedule='static'):
+        lo = t * n_values // n_chunks
+        hi = (t + 1) * n_values // n_chunks
+        first = chunk_totals[2 * t]
+        g = first
+        start = chunk_totals[2 * t + 1]
+        for v in range(lo, hi):
+            count = row_count[v]
+            if count != 0:
+                uniq[g] = v
+                group_ptr[g] = start
+                row_count[v] = start   # from here on: the group's write cursor
+                start = start + count
+                g = g + 1
+        for i in range(n_items):
+            w = values[i]
+            if lo <= w < hi:
+                members[row_count[w]] = i
+                row_count[w] += 1
+        for v in range(first, g):
+            row_count[uniq[v]] = 0
+    return k
 
 
 ctypedef fused index_t:
@@ -860,7 +1096,7 @@ def precomputed_proba(const floating[:, ::1] L, const floating[:, ::1] W,
                            &h[0, 0], <int> n_hidden, &U[0, 0], <int> n_classes, <floating> 0,
                            &theta[0, 0], <int> n_classes, n_threads)
         softmax_xent_rows(&theta[0, 0], &b2[0], NULL, n, n_classes, MODE_PROBA, 1,
-                          &row_loss[0], NULL, NULL, NULL, n_threads)
+                          &row_loss[0], NULL, NULL, NULL, 0, n_threads)
 
 
 # ---------------------------------------------------------------------------
@@ -906,7 +1142,7 @@ def run_step(int mode, int path,
     cdef Py_ssize_t n_vocab = L.shape[0], d = L.shape[1]
     cdef Py_ssize_t n_slots = W.shape[0] // d, n_hidden = W.shape[1], n_classes = U.shape[1]
     cdef Py_ssize_t width = n_slots * d, i, k_rows = 0, n_keys = 0
-    cdef double loss = 0.0
+    cdef double loss = 0.0, clock = 0.0
     cdef floating inv_n = <floating> (1.0 / n)
     cdef bint backward = mode >= 2
     cdef bint dropout = keep < 1.0 and mode != MODE_PROBA
@@ -932,7 +1168,7 @@ def run_step(int mode, int path,
     cdef floating[:, ::1] delta2, dW, dU, scratch, partials, class_partials
     cdef floating[::1] db1, db2
     cdef int64_t[::1] key_row, key_ptr, occurrences, pos, slot_offsets
-    cdef int64_t[::1] grad_rows, group_ptr, members, value_slot
+    cdef int64_t[::1] grad_rows, group_ptr, members, row_count, chunk_totals
 
     if path == PATH_DENSE:
         x = ws.x
@@ -954,7 +1190,8 @@ def run_step(int mode, int path,
         grad_rows = ws.grad_rows
         group_ptr = ws.group_ptr
         members = ws.members
-        value_slot = ws.value_slot
+        row_count = ws.row_count
+        chunk_totals = ws.chunk_totals
         partials = ws.partials
         class_partials = ws.class_partials
         if mode == MODE_UPDATE:
@@ -968,32 +1205,42 @@ def run_step(int mode, int path,
 
     with nogil:
         # ---- forward: h = relu(x W + b1), θ = h U + b2 ----
+        if phase_timing_on:
+            clock = fastgrad_wtime()
         if path == PATH_DENSE:
             gather_rows(pL, d, &idx[0], n * n_slots, &x[0, 0], n_threads)
+            lap(0, &clock)
             gemm_rows_parallel(False, False, <int> n, <int> n_hidden, <int> width, <floating> 1,
                                &x[0, 0], <int> width, pW, <int> n_hidden, <floating> 0, &h[0, 0],
                                <int> n_hidden, n_threads)
+            lap(1, &clock)
             bias_relu_rows(&h[0, 0], pb1, n, n_hidden, n_threads)
         else:
             gather_rows(pL, d, &key_row[0], n_keys, &xu[0, 0], n_threads)
+            lap(0, &clock)
             slot_gemms(SLOT_FORWARD, &slot_offsets[0], n_slots, d, n_hidden, &xu[0, 0],
                        &products[0, 0], pW, NULL, n_threads)
+            lap(1, &clock)
             sum_slot_products_relu(&products[0, 0], &pos[0], n, n_slots, n_hidden, pb1,
                                    &h[0, 0], n_threads)
         if dropout:
             dropout_rows(&h[0, 0], dropout_u, n, n_hidden, <floating> keep, n_threads)
+        lap(2, &clock)
         gemm_rows_parallel(False, False, <int> n, <int> n_classes, <int> n_hidden, <floating> 1,
                            &h[0, 0], <int> n_hidden, pU, <int> n_classes, <floating> 0, &theta[0, 0],
                            <int> n_classes, n_threads)
+        lap(3, &clock)
 
         # ---- θ += b2; softmax, cross-entropy, δ1 = (ŷ - y) / N, db2 = Σ δ1: one pass ----
         softmax_xent_rows(&theta[0, 0], pb2, &y[0], n, n_classes, mode, inv_n, &row_loss[0],
                           &row_correct[0], &db2[0] if backward else NULL,
-                          &class_partials[0, 0] if backward else NULL, n_threads)
+                          &class_partials[0, 0] if backward else NULL,
+                          class_partials.shape[1] if backward else 0, n_threads)
         if mode != MODE_PROBA:
             for i in range(n):
                 loss += row_loss[i]
             loss /= n
+        lap(4, &clock)
 
     if not backward or (mode == MODE_UPDATE and not isfinite(loss)):
         return loss, 0, None
@@ -1001,10 +1248,13 @@ def run_step(int mode, int path,
     with nogil:
         # ---- backward through the output layer: dU = hᵀ δ1 (db2 is done) ----
         relu_mask_backward(&theta[0, 0], pU, &h[0, 0], n, n_classes, n_hidden, mask_scale,
-                           &delta2[0, 0], &db1[0], &partials[0, 0], n_threads)
+                           &delta2[0, 0], &db1[0], &partials[0, 0], partials.shape[1],
+                           n_threads)
+        lap(5, &clock)
         gemm_rows_parallel(True, False, <int> n_hidden, <int> n_classes, <int> n, <floating> 1,
                            &h[0, 0], <int> n_hidden, &theta[0, 0], <int> n_classes, <floating> 0,
                            &dU[0, 0], <int> n_classes, n_threads)
+        lap(6, &clock)
 
         # ---- backward through the first layer: dW, and dL per occurrence or key ----
         if path == PATH_DENSE:
@@ -1015,17 +1265,21 @@ def run_step(int mode, int path,
             gemm_rows_parallel(False, True, <int> n, <int> width, <int> n_hidden, <floating> 1,
                                &delta2[0, 0], <int> n_hidden, pW, <int> n_hidden, <floating> 0,
                                &x[0, 0], <int> width, n_threads)
-            k_rows = group_by_value(&idx[0], n * n_slots, 1, n_vocab, &value_slot[0],
-                                    &grad_rows[0], &group_ptr[0], &members[0], NULL, 0, 0)
+            lap(8, &clock)
+            k_rows = group_rows(&idx[0], n * n_slots, n_vocab, &row_count[0], &grad_rows[0],
+                                &group_ptr[0], &members[0], &chunk_totals[0], n_threads)
         else:
             # S_u = Σ_{examples of key u} δ2 replaces P; dW_j = L[uniq_j]ᵀ S_j;
             # then xu is free and receives S_j W_jᵀ (one row of d per key)
             sum_groups(&delta2[0, 0], n_hidden, &key_ptr[0], &occurrences[0], n_keys,
                        &products[0, 0], n_threads)
+            lap(7, &clock)
             slot_gemms(SLOT_BACKWARD, &slot_offsets[0], n_slots, d, n_hidden, &xu[0, 0],
                        &products[0, 0], pW, &dW[0, 0], n_threads)
-            k_rows = group_by_value(&key_row[0], n_keys, 1, n_vocab, &value_slot[0],
-                                    &grad_rows[0], &group_ptr[0], &members[0], NULL, 0, 0)
+            lap(8, &clock)
+            k_rows = group_rows(&key_row[0], n_keys, n_vocab, &row_count[0], &grad_rows[0],
+                                &group_ptr[0], &members[0], &chunk_totals[0], n_threads)
+        lap(9, &clock)
 
     # rows of dL, one per occurrence (dense) or per key (factored), to be summed by row
     cdef const floating* dl_items = &x[0, 0] if path == PATH_DENSE else &xu[0, 0]
@@ -1035,15 +1289,19 @@ def run_step(int mode, int path,
         with nogil:
             sum_groups(dl_items, d, &group_ptr[0], &members[0], k_rows, &values[0, 0],
                        n_threads)
+            lap(10, &clock)
         return loss, k_rows, values.base
 
     with nogil:
         # ---- MODE_UPDATE: every parameter updated by the rule, L at touched rows once ----
         scatter_update_groups(dl_items, d, &group_ptr[0], &members[0], &grad_rows[0], k_rows,
-                              &update_rule, pL, s1[0], s2[0], &scratch[0, 0], n_threads)
+                              &update_rule, pL, s1[0], s2[0], &scratch[0, 0],
+                              scratch.shape[1], n_threads)
+        lap(10, &clock)
         update_dense(&update_rule, pW, &dW[0, 0], s1[1], s2[1], width * n_hidden, n_threads)
         update_dense(&update_rule, pb1, &db1[0], s1[2], s2[2], n_hidden, n_threads)
         update_dense(&update_rule, pU, &dU[0, 0], s1[3], s2[3], n_hidden * n_classes,
                      n_threads)
         update_dense(&update_rule, pb2, &db2[0], s1[4], s2[4], n_classes, n_threads)
+        lap(11, &clock)
     return loss, k_rows, None

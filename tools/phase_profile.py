@@ -1,0 +1,72 @@
+"""Where a training step's time goes, phase by phase, at each thread count.
+
+    python tools/phase_profile.py [--config parser,cm2014] [--variant uniform,skewed]
+                                  [--threads 1,2] [--path auto] [--steps 20]
+
+Each row: ms per sgd_step spent in each phase of the kernel (fastgrad._kernels.PHASES,
+timed by its phase clock), in grouping the batch by (slot, row) (fastgrad's Python
+side calls it before the kernel), and the rest of the step (validation, Python,
+BLAS thread toggles). Needs a build with OpenMP.
+"""
+
+import argparse
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import fastgrad
+from fastgrad import _api, _kernels, bench
+
+
+def profile(config, variant, n_threads, path, steps):
+    fastgrad.set_num_threads(n_threads)
+    threadpool_limits(n_threads)
+    idx, y = bench.make_batch(config, variant)
+    p = fastgrad.init_params(config.n_vocab, config.n_features, config.embed_dim,
+                             config.hidden, config.n_classes, dtype=np.float32)
+    prepared = _api._prepare(p, idx, y, path, writeable=True, backward=True)
+    for _ in range(3):
+        fastgrad.sgd_step(p, idx, y, 1e-3, path=path)
+    _kernels.set_phase_timing(True)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fastgrad.sgd_step(p, idx, y, 1e-3, path=path)
+    total = (time.perf_counter() - t0) / steps
+    phases = {k: v / steps for k, v in _kernels.phase_timing().items()}
+    _kernels.set_phase_timing(False)
+    grouping = 0.0
+    if prepared.path == "factored":
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            prepared.ws.group_slots(n_threads)
+        grouping = (time.perf_counter() - t0) / steps
+    phases["group (slot, row) keys"] = grouping
+    phases["rest (validation, Python)"] = total - sum(phases.values())
+    return prepared.path, total, phases
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="parser,cm2014")
+    ap.add_argument("--variant", default="uniform,skewed")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--path", default="auto")
+    ap.add_argument("--steps", type=int, default=20)
+    args = ap.parse_args()
+    rows = []
+    for c in args.config.split(","):
+        for v in args.variant.split(","):
+            for t in (int(s) for s in args.threads.split(",")):
+                path, total, phases = profile(bench.CONFIGS[c], v, t, args.path, args.steps)
+                rows.append((f"{c} {v} {t}T {path}", total, phases))
+    names = list(rows[0][2])
+    width = max(len(n) for n in names)
+    print(f"{'ms per step':{width}s}  " + "  ".join(f"{r[0]:>24s}" for r in rows))
+    print(f"{'total':{width}s}  " + "  ".join(f"{r[1] * 1e3:24.3f}" for r in rows))
+    for name in names:
+        print(f"{name:{width}s}  " + "  ".join(f"{r[2][name] * 1e3:24.3f}" for r in rows))
+
+
+if __name__ == "__main__":
+    main()
