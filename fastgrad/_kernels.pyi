@@ -17,7 +17,11 @@ RULE_ADAGRAD: int
 RULE_ADAM: int
 OPENMP: bool
 
+PHASES: tuple[str, ...]
+
 def openmp_max_threads() -> int: ...
+def set_phase_timing(on: bool) -> None: ...
+def phase_timing() -> dict[str, float]: ...
 def group_slots(idx: npt.NDArray[np.int64], n: int, n_slots: int,
                 tables: npt.NDArray[np.int32], local_row: npt.NDArray[np.int64],
                 key_count: npt.NDArray[np.int64], slot_key: npt.NDArray[np.int64],

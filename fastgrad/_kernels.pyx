@@ -16,7 +16,10 @@ Layers, bottom to top:
    each parallel over output rows so no two threads ever write the same row;
    the two column sums (db1, db2) are per-thread shares added in thread order.
    The result is fixed for a given thread count and bit-identical from run to
-   run (thread counts differ only in the rounding of db1 and db2);
+   run (thread counts differ only in the rounding of db1 and db2). Every
+   parallel loop asks for all n_threads threads, even one with fewer pieces of
+   work: a smaller team makes libgomp park the others, and the next loop must
+   wake them;
 3. ``run_step``: one pass of forward and backward on the dense or the
    factored path, writing only into caller-provided buffers;
 4. ``fastgrad._api``: validation, the workspace cache and the public API.
@@ -176,7 +179,7 @@ cdef void gemm_rows_parallel(bint trans_a, bint trans_b, int n_rows, int n_cols,
         gemm(trans_a, trans_b, n_rows, n_cols, n_inner, alpha, a, lda, b, ldb, beta, c, ldc)
         return
     chunk = (n_rows + n_chunks - 1) // n_chunks
-    for t in prange(n_chunks, num_threads=n_chunks, schedule='static'):
+    for t in prange(n_chunks, num_threads=n_threads, schedule='static'):
         start = t * chunk
         rows = min(chunk, n_rows - start)
         if rows > 0:
@@ -682,17 +685,46 @@ cdef void softmax_xent_rows(floating* theta, const floating* b2, const int64_t* 
             add_row(db2, partials + i * share_stride, n_classes)
 
 
+cdef inline Py_ssize_t group_range_start(const int64_t* group_ptr, Py_ssize_t n_groups,
+                                         Py_ssize_t part, Py_ssize_t n_parts) noexcept nogil:
+    """First group of part `part` when n_groups groups are cut into n_parts
+    contiguous parts of about equal work, a group's work being its members plus one.
+
+    Work per group is anything but even (a tag's key may hold hundreds of
+    occurrences, a rare word's one), so equal numbers of groups per thread left
+    most threads waiting for the one holding the tags: at 16 threads the segment
+    sums took longer than at 4. A binary search on the running work
+    group_ptr[g] - group_ptr[0] + g finds each cut.
+    """
+    cdef int64_t total = group_ptr[n_groups] - group_ptr[0] + n_groups
+    cdef int64_t target = total * part // n_parts
+    cdef Py_ssize_t lo = 0, hi = n_groups, mid
+    if part >= n_parts:
+        return n_groups
+    while lo < hi:   # the first g whose running work reaches target
+        mid = (lo + hi) // 2
+        if group_ptr[mid] - group_ptr[0] + mid < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 cdef void sum_groups(const floating* src, Py_ssize_t row_len, const int64_t* group_ptr,
                      const int64_t* members, Py_ssize_t n_groups, floating* out,
                      int n_threads) noexcept nogil:
     """Segment sum: out[g] = Σ src[members[group_ptr[g] : group_ptr[g+1]]].
 
-    IN src rows, IN the groups (CSR), OUT out (n_groups x row_len).
+    IN src rows, IN the groups (CSR), OUT out (n_groups x row_len). Threads take
+    parts of equal work (group_range_start); each group's sum has one fixed
+    order, so the result does not depend on the thread count.
     """
-    cdef Py_ssize_t g
-    for g in prange(n_groups, num_threads=n_threads, schedule='static'):
-        sum_rows(src, row_len, members + group_ptr[g], group_ptr[g + 1] - group_ptr[g],
-                 out + g * row_len)
+    cdef Py_ssize_t part, g
+    for part in prange(n_threads, num_threads=n_threads, schedule='static'):
+        for g in range(group_range_start(group_ptr, n_groups, part, n_threads),
+                       group_range_start(group_ptr, n_groups, part + 1, n_threads)):
+            sum_rows(src, row_len, members + group_ptr[g], group_ptr[g + 1] - group_ptr[g],
+                     out + g * row_len)
 
 
 cdef void scatter_update_groups(const floating* src, Py_ssize_t row_len,
@@ -705,18 +737,22 @@ cdef void scatter_update_groups(const floating* src, Py_ssize_t row_len,
 
     Each touched row is summed into a per-thread scratch row and updated once,
     together with its own rows of the rule's state: the embedding gradient is
-    never stored. IN src rows and the groups; IN/OUT table, state1, state2
-    (|V| x row_len, or NULL when the rule keeps none); scratch: n_threads rows of
-    row_len, share_stride apart.
+    never stored. Threads take parts of equal work, as in sum_groups.
+    IN src rows and the groups; IN/OUT table, state1, state2 (|V| x row_len, or
+    NULL when the rule keeps none); scratch: n_threads rows of row_len,
+    share_stride apart.
     """
-    cdef Py_ssize_t g, row
+    cdef Py_ssize_t part, g, row
     cdef floating* acc
-    for g in prange(n_groups, num_threads=n_threads, schedule='static'):
+    for part in prange(n_threads, num_threads=n_threads, schedule='static'):
         acc = scratch + threadid() * share_stride
-        sum_rows(src, row_len, members + group_ptr[g], group_ptr[g + 1] - group_ptr[g], acc)
-        row = group_rows[g] * row_len
-        update_row(rule, True, table + row, acc, state1 + row if state1 != NULL else NULL,
-                   state2 + row if state2 != NULL else NULL, row_len)
+        for g in range(group_range_start(group_ptr, n_groups, part, n_threads),
+                       group_range_start(group_ptr, n_groups, part + 1, n_threads)):
+            sum_rows(src, row_len, members + group_ptr[g], group_ptr[g + 1] - group_ptr[g],
+                     acc)
+            row = group_rows[g] * row_len
+            update_row(rule, True, table + row, acc, state1 + row if state1 != NULL else NULL,
+                       state2 + row if state2 != NULL else NULL, row_len)
 
 
 cdef void update_dense(const fastgrad_rule* rule, floating* p, const floating* g,
@@ -807,19 +843,19 @@ cdef enum:
     MIN_ITEMS_PER_THREAD = 2048
 
 
-cdef Py_ssize_t number_slot_keys(const int64_t* rows, Py_ssize_t n, Py_ssize_t stride,
-                                 int32_t* table, int64_t* key_row, int64_t* key_count,
-                                 int64_t* key_of) noexcept nogil:
+cdef Py_ssize_t number_slot_keys(Py_ssize_t n, int32_t* table, int64_t* key_row,
+                                 int64_t* key_count, int64_t* rows_then_keys) noexcept nogil:
     """Number one slot's distinct rows in order of first occurrence; returns k.
 
-    IN  rows[i * stride], i < n; IN/OUT table[|V|]: all -1 on entry and on return
-    OUT key_row[k], key_count[k] (occurrences of each key), key_of[n] (each item's key)
+    IN/OUT rows_then_keys[n]: each item's row on entry, its key on return
+    IN/OUT table[|V|]: all -1 on entry and on return
+    OUT key_row[k], key_count[k] (occurrences of each key)
     """
     cdef Py_ssize_t i, k = 0
     cdef int64_t v
     cdef int32_t g
     for i in range(n):
-        v = rows[i * stride]
+        v = rows_then_keys[i]
         g = table[v]
         if g < 0:
             g = <int32_t> k
@@ -828,7 +864,7 @@ cdef Py_ssize_t number_slot_keys(const int64_t* rows, Py_ssize_t n, Py_ssize_t s
             key_count[k] = 0
             k += 1
         key_count[g] += 1
-        key_of[i] = g
+        rows_then_keys[i] = g
     for i in range(k):
         table[key_row[i]] = -1
     return k
@@ -869,10 +905,11 @@ def group_slots(const int64_t[::1] idx, Py_ssize_t n, Py_ssize_t n_slots,
 
     Slots go to threads whole, so each is numbered by one thread in example order:
     a slot's keys are its distinct rows in order of first occurrence (any fixed
-    order serves the sums, and this one needs no sort). Keys are kept slot-major
-    (slot_key) while slots are worked on in parallel, and written to the
-    example-major pos in a last pass by examples: pos[i, j] and pos[i, j+1] share
-    a cache line, and threads writing them for different slots would fight over it.
+    order serves the sums, and this one needs no sort). The slots are worked on
+    slot-major (slot_key holds idx transposed, then the keys): read in place,
+    each slot's rows would be one per cache line of idx, and pos[i, j], pos[i, j+1]
+    share a line that threads working on different slots would fight over. So idx
+    is transposed in a first pass and pos written in a last one, both by examples.
 
     IN  idx (n * n_slots, row-major (n, n_slots))
     IN/OUT tables (n_threads x |V|): all -1 on entry and on return
@@ -885,16 +922,17 @@ def group_slots(const int64_t[::1] idx, Py_ssize_t n, Py_ssize_t n_slots,
     """
     cdef Py_ssize_t i, j
     cdef int64_t k
-    cdef int n_workers = min(n_threads, <int> n_slots)
     with nogil:
-        for j in prange(n_slots, num_threads=n_workers, schedule='dynamic'):
-            slot_offsets[j + 1] = number_slot_keys(&idx[j], n, n_slots, &tables[threadid(), 0],
-                                                   &local_row[j * n], &key_count[j * n],
-                                                   &slot_key[j * n])
+        for i in prange(n, num_threads=n_threads, schedule='static'):
+            for j in range(n_slots):
+                slot_key[j * n + i] = idx[i * n_slots + j]
+        for j in prange(n_slots, num_threads=n_threads, schedule='dynamic'):
+            slot_offsets[j + 1] = number_slot_keys(n, &tables[threadid(), 0], &local_row[j * n],
+                                                   &key_count[j * n], &slot_key[j * n])
         slot_offsets[0] = 0
         for j in range(n_slots):
             slot_offsets[j + 1] += slot_offsets[j]
-        for j in prange(n_slots, num_threads=n_workers, schedule='dynamic'):
+        for j in prange(n_slots, num_threads=n_threads, schedule='dynamic'):
             k = slot_offsets[j + 1] - slot_offsets[j]
             place_slot_keys(n, k, slot_offsets[j], j * n, &local_row[j * n], &key_count[j * n],
                             &key_row[0], &key_ptr[0], &occurrences[0], &slot_key[j * n])
@@ -965,7 +1003,7 @@ cdef Py_ssize_t group_rows(const int64_t* values, Py_ssize_t n_items, Py_ssize_t
         return group_sparse_rows(values, n_items, row_count, uniq, group_ptr, members)
     if n_chunks < 1:
         n_chunks = 1
-    for t in prange(n_chunks, num_threads=n_chunks, schedule='static'):
+    for t in prange(n_chunks, num_threads=n_threads, schedule='static'):
         lo = t * n_values // n_chunks
         hi = (t + 1) * n_values // n_chunks
         for i in range(n_items):
@@ -992,7 +1030,7 @@ cdef Py_ssize_t group_rows(const int64_t* values, Py_ssize_t n_items, Py_ssize_t
         n_members += count
     k = n_groups
     group_ptr[k] = n_items
-    for t in prange(n_chunks, num_threads=n_chunks, schedule='static'):
+    for t in prange(n_chunks, num_threads=n_threads, schedule='static'):
         lo = t * n_values // n_chunks
         hi = (t + 1) * n_values // n_chunks
         first = chunk_totals[2 * t]

@@ -257,3 +257,66 @@ def test_threads_updating_the_same_params_are_serialized(update):
         assert opts[id(p)].steps == 50
     for a, b in zip(p, q):
         np.testing.assert_array_equal(a, b)
+
+
+def _skewed_indices(rng, n, m, n_vocab):
+    """Zipf-like indices: a few rows in most occurrences, as parser features are."""
+    weights = 1.0 / np.arange(1, n_vocab + 1)
+    return rng.choice(n_vocab, size=(n, m), p=weights / weights.sum()).astype(np.int64)
+
+
+@pytest.mark.parametrize("n_vocab", [300, 100_000])  # dense value scan; sparse (sorted) range
+def test_embedding_gradient_rows_are_the_same_at_every_thread_count(path, n_vocab):
+    # 6,000 occurrences: enough for group_rows to cut the value range among threads
+    rng = np.random.default_rng(3)
+    p, _, y = make_problem(np.float64, n=1000, m=6, n_vocab=n_vocab)
+    idx = _skewed_indices(rng, 1000, 6, n_vocab)
+    _, g_ref = reference.loss_and_grad(p, idx, y)
+    saved = fastgrad.get_num_threads()
+    try:
+        for n_threads in (1, 2, 3, 4, 7):
+            fastgrad.set_num_threads(n_threads)
+            _, g = fastgrad.loss_and_grad(p, idx, y, path=path)
+            np.testing.assert_array_equal(g.L.rows, np.unique(idx))
+            assert_grads_close(g, g_ref, np.float64)
+            q = copy_params(p)
+            fastgrad.sgd_step(q, idx, y, 0.1, path=path)
+            expected = copy_params(p)
+            reference.sgd_step(expected, idx, y, 0.1)
+            for a, b in zip(q, expected):
+                assert_close(a, b, np.float64)
+    finally:
+        fastgrad.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 5, 9])
+def test_slot_grouping_invariants(n_threads):
+    # the factored path's (slot, row) keys, read back from the workspace
+    from fastgrad import _api
+    rng = np.random.default_rng(5)
+    n, m, n_vocab = 700, 8, 500
+    p, _, y = make_problem(np.float32, n=n, m=m, n_vocab=n_vocab)
+    idx = _skewed_indices(rng, n, m, n_vocab)
+    saved = fastgrad.get_num_threads()
+    try:
+        fastgrad.set_num_threads(n_threads)
+        ws = _api._prepare(p, idx, y, "factored", writeable=False, backward=True).ws
+    finally:
+        fastgrad.set_num_threads(saved)
+    offsets, key_row, key_ptr = ws.slot_offsets, ws.key_row, ws.key_ptr
+    pos = ws.pos.reshape(n, m)
+    n_keys = offsets[m]
+    assert n_keys == sum(len(np.unique(idx[:, j])) for j in range(m))
+    np.testing.assert_array_equal(key_row[pos], idx)          # each occurrence's key holds its row
+    for j in range(m):
+        keys = pos[:, j]
+        assert np.all((keys >= offsets[j]) & (keys < offsets[j + 1]))
+        rows_of_slot = key_row[offsets[j]:offsets[j + 1]]
+        assert len(np.unique(rows_of_slot)) == len(rows_of_slot)   # one key per distinct row
+    for u in range(n_keys):
+        members = ws.occurrences[key_ptr[u]:key_ptr[u + 1]]
+        assert np.all(np.diff(members) > 0)                         # ascending: fixed sum order
+        j = np.searchsorted(offsets, u, side="right") - 1
+        assert np.all(idx[members, j] == key_row[u])
+    assert key_ptr[n_keys] == n * m
+    assert np.all(ws.slot_tables == -1)                             # tables left clean

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Issue 3's thread-scaling curve on a many-core machine (the device tool lends one
 # with 16 cores): build the kernels in place with that machine's Python, check them,
-# then run the bench grid at 1..16 threads, fastgrad beside the floor and PyTorch.
+# then run the bench grid at 1..16 threads, fastgrad beside the floor and PyTorch,
+# and the phase profile of fastgrad's step (tools/phase_profile.py) at 1, 4 and 16.
 #   bash tools/device_scaling.sh            (results in $OUT, or ./scaling-out)
 # CONFIGS, VARIANTS, THREADS, METHODS, ROUNDS override the grid.
 set -uo pipefail
+export PYTHONPATH=$PWD   # the kernels are built in place
 out=${OUT:-scaling-out}
 mkdir -p "$out"
 {
@@ -22,3 +24,13 @@ PYTHONUNBUFFERED=1 python3 -m fastgrad bench --config "${CONFIGS:-parser,cm2014}
   --variant "${VARIANTS:-uniform,skewed}" --threads "${THREADS:-1,2,4,8,16}" \
   --methods "${METHODS:-fastgrad,fastgrad-dense,floor,floor-scipy,torch}" \
   --rounds "${ROUNDS:-5}" --warmup 1 --json "$out/scaling.json" 2>/dev/null | tee "$out/scaling.txt"
+for path in auto dense; do
+  PYTHONUNBUFFERED=1 python3 tools/phase_profile.py --config "${CONFIGS:-parser,cm2014}" \
+    --variant "${VARIANTS:-uniform,skewed}" --threads "${PROFILE_THREADS:-1,4,16}" --path $path \
+    2>&1 | tee "$out/phases-$path.txt"
+done
+for policy in active passive; do
+  echo "OMP_WAIT_POLICY=$policy"
+  OMP_WAIT_POLICY=$policy python3 tools/phase_profile.py --config parser --variant uniform \
+    --threads "${POLICY_THREADS:-16}" 2>&1 | head -2
+done
