@@ -301,9 +301,10 @@ def _as_index_array(arr, name: str, ndim: int) -> np.ndarray:
 
 
 def _copy_checked(src: np.ndarray, dst: np.ndarray, upper: int, name: str,
-                  what: str) -> None:
+                  what: str, n_threads: int = 1) -> None:
     """Copy indices into an int64 workspace buffer, refusing any outside [0, upper)."""
-    n_bad, first = _kernels.copy_indices(src.reshape(src.shape[0], -1), dst, upper)
+    n_bad, first = _kernels.copy_indices(src.reshape(src.shape[0], -1), dst, upper,
+                                         n_threads)
     if n_bad:
         pos = np.unravel_index(first, src.shape)
         where = ", ".join(str(int(i)) for i in pos)
@@ -527,7 +528,7 @@ def _prepare_batch(p, idx, y, *, writeable: bool) -> tuple[_Shape, Workspace, in
             raise ValueError(f"y must have length {n} (the rows of idx), got {y.shape[0]}")
     _check_sizes(shape, n)
     ws = _workspace(shape, n)
-    _copy_checked(idx, ws.idx, shape.n_vocab, "idx", "the vocabulary")
+    _copy_checked(idx, ws.idx, shape.n_vocab, "idx", "the vocabulary", _n_threads)
     if y is not None:
         _copy_checked(y, ws.y, shape.n_classes, "y", "the classes")
     return shape, ws, n

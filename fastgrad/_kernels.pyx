@@ -1059,21 +1059,29 @@ ctypedef fused index_t:
     int64_t
 
 
-def copy_indices(const index_t[:, :] src, int64_t[::1] dst, Py_ssize_t upper):
+def copy_indices(const index_t[:, :] src, int64_t[::1] dst, Py_ssize_t upper,
+                 int n_threads=1):
     """Copy an integer index array into dst (C order) and count the entries outside
-    [0, upper). Returns (n_bad, first bad flat position or -1)."""
+    [0, upper). Returns (n_bad, first bad flat position or -1).
+
+    Rows are copied in parallel (every step copies N*m indices before any kernel
+    runs); the first bad position is looked for only when there is one.
+    """
     cdef Py_ssize_t i, j, n = src.shape[0], m = src.shape[1]
     cdef Py_ssize_t n_bad = 0, first = -1
     cdef int64_t v
     with nogil:
-        for i in range(n):
+        for i in prange(n, num_threads=n_threads, schedule='static'):
             for j in range(m):
                 v = <int64_t> src[i, j]
                 dst[i * m + j] = v
                 if v < 0 or v >= upper:
-                    if n_bad == 0:
-                        first = i * m + j
                     n_bad += 1
+        if n_bad:
+            for i in range(n * m):
+                if dst[i] < 0 or dst[i] >= upper:
+                    first = i
+                    break
     return n_bad, first
 
 
