@@ -29,8 +29,8 @@ for path in auto dense; do
     --variant "${VARIANTS:-uniform,skewed}" --threads "${PROFILE_THREADS:-1,4,16}" --path $path \
     2>&1 | tee "$out/phases-$path.txt"
 done
-for policy in active passive; do
-  echo "OMP_WAIT_POLICY=$policy"
-  OMP_WAIT_POLICY=$policy python3 tools/phase_profile.py --config parser --variant uniform \
-    --threads "${POLICY_THREADS:-16}" 2>&1 | head -2
-done
+# libgomp's wait policy: spinning workers (active) against the default
+echo "OMP_WAIT_POLICY=active, fastgrad and the floor:"
+OMP_WAIT_POLICY=active PYTHONUNBUFFERED=1 python3 -m fastgrad bench --config "${CONFIGS:-parser,cm2014}" \
+  --variant "${VARIANTS:-uniform,skewed}" --threads "${POLICY_THREADS:-16}" --methods fastgrad,floor \
+  --rounds "${ROUNDS:-5}" --warmup 1 --json "$out/active.json" 2>/dev/null | tee "$out/active.txt"
