@@ -353,6 +353,9 @@ def _check_path(path: str) -> str:
 # Workspace: every buffer a step needs, reused while the shapes stay the same
 # ---------------------------------------------------------------------------
 
+_SLOT_TABLE_BYTES = 64 << 20
+
+
 def _padded(row_len: int) -> int:
     """Row length of a per-thread scratch row: each thread's row written in a hot
     loop must share no cache line with its neighbour's (false sharing made the
@@ -434,8 +437,11 @@ class Workspace:
             self.slot_key = np.empty(items, np.int64)
             self.slot_tables = np.full((0, shape.n_vocab), -1, np.int32)
             self._factored = True
-        if self.slot_tables.shape[0] < n_threads:  # one row-number table per thread
-            self.slot_tables = np.full((n_threads, shape.n_vocab), -1, np.int32)
+        # one row-number table (|V| int32) per thread, within _SLOT_TABLE_BYTES: a huge
+        # vocabulary numbers its slots on fewer threads rather than take gigabytes
+        n_tables = min(n_threads, max(1, _SLOT_TABLE_BYTES // (4 * shape.n_vocab)))
+        if self.slot_tables.shape[0] < n_tables:
+            self.slot_tables = np.full((n_tables, shape.n_vocab), -1, np.int32)
         return _kernels.group_slots(self.idx, n, shape.n_features, self.slot_tables,
                                     self.local_row, self.key_count, self.slot_key, self.key_row,
                                     self.key_ptr, self.occurrences, self.pos,

@@ -912,7 +912,8 @@ def group_slots(const int64_t[::1] idx, Py_ssize_t n, Py_ssize_t n_slots,
     is transposed in a first pass and pos written in a last one, both by examples.
 
     IN  idx (n * n_slots, row-major (n, n_slots))
-    IN/OUT tables (n_threads x |V|): all -1 on entry and on return
+    IN/OUT tables (T x |V|): all -1 on entry and on return; T threads (at most
+        n_threads) number the slots, one table each
     scratch local_row, key_count, slot_key (n * n_slots)
     OUT key_row[K]: the row of each (slot, row) key, slots in order
     OUT key_ptr[K + 1], occurrences[n * n_slots]: the examples of key u are
@@ -922,17 +923,18 @@ def group_slots(const int64_t[::1] idx, Py_ssize_t n, Py_ssize_t n_slots,
     """
     cdef Py_ssize_t i, j
     cdef int64_t k
+    cdef int n_workers = min(n_threads, <int> tables.shape[0])
     with nogil:
         for i in prange(n, num_threads=n_threads, schedule='static'):
             for j in range(n_slots):
                 slot_key[j * n + i] = idx[i * n_slots + j]
-        for j in prange(n_slots, num_threads=n_threads, schedule='dynamic'):
+        for j in prange(n_slots, num_threads=n_workers, schedule='dynamic'):
             slot_offsets[j + 1] = number_slot_keys(n, &tables[threadid(), 0], &local_row[j * n],
                                                    &key_count[j * n], &slot_key[j * n])
         slot_offsets[0] = 0
         for j in range(n_slots):
             slot_offsets[j + 1] += slot_offsets[j]
-        for j in prange(n_slots, num_threads=n_threads, schedule='dynamic'):
+        for j in prange(n_slots, num_threads=n_workers, schedule='dynamic'):
             k = slot_offsets[j + 1] - slot_offsets[j]
             place_slot_keys(n, k, slot_offsets[j], j * n, &local_row[j * n], &key_count[j * n],
                             &key_row[0], &key_ptr[0], &occurrences[0], &slot_key[j * n])

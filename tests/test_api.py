@@ -121,3 +121,29 @@ def test_bench_floors_compute_the_six_products():
             for name, value in expected.items():
                 np.testing.assert_allclose(out[name], value, rtol=1e-4, atol=1e-4,
                                            err_msg=f"{floor} {name}")
+
+
+def test_phase_clock_bills_each_phase_of_a_step(path):
+    from fastgrad import _kernels
+    p, idx, y = make_problem(np.float64, n=200)
+    if not _kernels.OPENMP:
+        with pytest.raises(RuntimeError, match="OpenMP"):
+            _kernels.set_phase_timing(True)
+        return
+    J_plain = fastgrad.loss(p, idx, y, path=path)
+    _kernels.set_phase_timing(True)
+    try:
+        fastgrad.sgd_step(fastgrad.Params(*(a.copy() for a in p)), idx, y, 0.1, path=path)
+        timed = _kernels.phase_timing()
+        assert fastgrad.loss(p, idx, y, path=path) == J_plain   # the clock changes no result
+    finally:
+        _kernels.set_phase_timing(False)
+    assert list(timed) == list(_kernels.PHASES)
+    assert all(t >= 0 for t in timed.values())
+    for phase in ("first layer: products", "softmax and loss", "update W, b1, U, b2"):
+        assert timed[phase] > 0, phase
+    if path == "factored":
+        assert timed["segment sums of δ2"] > 0
+    # off: totals are cleared and no longer grow
+    fastgrad.sgd_step(fastgrad.Params(*(a.copy() for a in p)), idx, y, 0.1, path=path)
+    assert sum(_kernels.phase_timing().values()) == 0

@@ -320,3 +320,22 @@ def test_slot_grouping_invariants(n_threads):
         assert np.all(idx[members, j] == key_row[u])
     assert key_ptr[n_keys] == n * m
     assert np.all(ws.slot_tables == -1)                             # tables left clean
+
+
+def test_huge_vocabulary_numbers_slots_on_fewer_threads(monkeypatch, path):
+    # the per-thread row-number tables are capped in bytes; fewer tables, same results
+    from fastgrad import _api
+    monkeypatch.setattr(_api, "_SLOT_TABLE_BYTES", 4 * 600)   # room for one table of |V| = 600
+    p, idx, y = make_problem(np.float64, n=300, m=5, n_vocab=600, vocab_used=50)
+    saved = fastgrad.get_num_threads()
+    try:
+        fastgrad.set_num_threads(3)
+        J, g = fastgrad.loss_and_grad(p, idx, y, path=path)
+    finally:
+        fastgrad.set_num_threads(saved)
+    J_ref, g_ref = reference.loss_and_grad(p, idx, y)
+    assert_close(J, J_ref, np.float64)
+    assert_grads_close(g, g_ref, np.float64)
+    if path == "factored":
+        ws = _api._workspace(_api._check_params(p, writeable=False), 300)
+        assert ws.slot_tables.shape == (1, 600)
