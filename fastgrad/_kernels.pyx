@@ -152,6 +152,11 @@ cdef enum:
 cdef enum:
     MIN_ROWS_PER_THREAD = 32
 
+# Rows of a table prefetched ahead of the one being read or updated.
+cdef enum:
+    PREFETCH_AHEAD = 8
+
+
 # Entries of a dense parameter per parallel chunk of an optimizer update.
 cdef enum:
     UPDATE_CHUNK = 8192
@@ -307,6 +312,20 @@ cdef extern from *:
     #else
     #define FASTGRAD_CLONES
     #endif
+    /* Ask for the cache lines of n_bytes at p ahead of use (write: for a store).
+       Rows of a big embedding table are read (and updated) in random order, one
+       DRAM latency each; prefetching a few rows ahead overlaps those latencies. */
+    static inline void fastgrad_prefetch(const void *p, Py_ssize_t n_bytes, int write) {
+    #if defined(__GNUC__) || defined(__clang__)
+        const char *c = (const char *) p;
+        for (Py_ssize_t b = 0; b < n_bytes; b += 64) {
+            if (write) __builtin_prefetch(c + b, 1, 3);
+            else __builtin_prefetch(c + b, 0, 3);
+        }
+    #else
+        (void) p; (void) n_bytes; (void) write;
+    #endif
+    }
     #define FASTGRAD_ROW_LOOPS(T, S)                                                   \\
     static inline void add_row_##S(T *restrict out, const T *restrict src,             \\
                                    Py_ssize_t n) {                                     \\
@@ -486,6 +505,7 @@ cdef extern from *:
     FASTGRAD_MAX_ROW(float, f)
     FASTGRAD_MAX_ROW(double, d)
     """
+    void fastgrad_prefetch(const void* p, Py_ssize_t n_bytes, int write) noexcept nogil
     ctypedef struct fastgrad_rule:
         int kind, eps_inside_sqrt
         double lr, l2, momentum, eps, beta1, beta2
@@ -624,6 +644,9 @@ cdef void gather_rows(const floating* table, Py_ssize_t row_len, const int64_t* 
     """out[i] = table[rows[i]] for i < n_rows.  IN table, rows; OUT out."""
     cdef Py_ssize_t i
     for i in prange(n_rows, num_threads=n_threads, schedule='static'):
+        if i + PREFETCH_AHEAD < n_rows:
+            fastgrad_prefetch(table + rows[i + PREFETCH_AHEAD] * row_len,
+                              row_len * sizeof(floating), 0)
         memcpy(out + i * row_len, table + rows[i] * row_len, row_len * sizeof(floating))
 
 
@@ -742,12 +765,21 @@ cdef void scatter_update_groups(const floating* src, Py_ssize_t row_len,
     NULL when the rule keeps none); scratch: n_threads rows of row_len,
     share_stride apart.
     """
-    cdef Py_ssize_t part, g, row
+    cdef Py_ssize_t part, g, k, row, end, ahead
     cdef floating* acc
     for part in prange(n_threads, num_threads=n_threads, schedule='static'):
         acc = scratch + threadid() * share_stride
-        for g in range(group_range_start(group_ptr, n_groups, part, n_threads),
-                       group_range_start(group_ptr, n_groups, part + 1, n_threads)):
+        end = group_range_start(group_ptr, n_groups, part + 1, n_threads)
+        for g in range(group_range_start(group_ptr, n_groups, part, n_threads), end):
+            if g + PREFETCH_AHEAD < end:
+                ahead = group_rows[g + PREFETCH_AHEAD] * row_len
+                fastgrad_prefetch(table + ahead, row_len * sizeof(floating), 1)
+                for k in range(group_ptr[g + PREFETCH_AHEAD], group_ptr[g + PREFETCH_AHEAD + 1]):
+                    fastgrad_prefetch(src + members[k] * row_len, row_len * sizeof(floating), 0)
+                if state1 != NULL:
+                    fastgrad_prefetch(state1 + ahead, row_len * sizeof(floating), 1)
+                if state2 != NULL:
+                    fastgrad_prefetch(state2 + ahead, row_len * sizeof(floating), 1)
             sum_rows(src, row_len, members + group_ptr[g], group_ptr[g + 1] - group_ptr[g],
                      acc)
             row = group_rows[g] * row_len
