@@ -4,9 +4,9 @@
                                   [--threads 1,2] [--path auto] [--steps 20]
 
 Each row: ms per sgd_step spent in each phase of the kernel (fastgrad._kernels.PHASES,
-timed by its phase clock), in grouping the batch by (slot, row) (fastgrad's Python
-side calls it before the kernel), and the rest of the step (validation, Python,
-BLAS thread toggles). Needs a build with OpenMP.
+timed by its phase clock), then, timed apart, what the Python side does around the
+kernel: grouping the batch by (slot, row), validating and copying the indices, and
+holding BLAS at one thread; the rest of the step is Python. Needs a build with OpenMP.
 """
 
 import argparse
@@ -35,15 +35,27 @@ def profile(config, variant, n_threads, path, steps):
     total = (time.perf_counter() - t0) / steps
     phases = {k: v / steps for k, v in _kernels.phase_timing().items()}
     _kernels.set_phase_timing(False)
-    grouping = 0.0
+    phases["group (slot, row) keys"] = 0.0
     if prepared.path == "factored":
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            prepared.ws.group_slots(n_threads)
-        grouping = (time.perf_counter() - t0) / steps
-    phases["group (slot, row) keys"] = grouping
-    phases["rest (validation, Python)"] = total - sum(phases.values())
+        phases["group (slot, row) keys"] = seconds_per_call(
+            lambda: prepared.ws.group_slots(n_threads), steps)
+    phases["validate, copy indices"] = seconds_per_call(
+        lambda: _api._prepare_batch(p, idx, y, writeable=True), steps)
+    phases["BLAS thread toggles"] = seconds_per_call(toggle_blas_threads, steps)
+    phases["rest (Python)"] = total - sum(phases.values())
     return prepared.path, total, phases
+
+
+def seconds_per_call(call, repeats):
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        call()
+    return (time.perf_counter() - t0) / repeats
+
+
+def toggle_blas_threads():
+    with _api._single_threaded_blas:   # what every kernel call does around the kernel
+        pass
 
 
 def main():
