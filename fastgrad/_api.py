@@ -401,7 +401,7 @@ class Workspace:
             self.grad_rows = np.empty(items, np.int64)
             self.group_ptr = np.empty(items + 1, np.int64)
             self.members = np.empty(items, np.int64)
-            self.row_count = np.zeros(shape.n_vocab, np.int64)
+            self.row_count = np.zeros(shape.n_vocab, np.int32)
             self._backward = True
         if self._n_threads < n_threads:  # per-thread rows of scratch
             self.chunk_totals = np.empty(2 * n_threads, np.int64)

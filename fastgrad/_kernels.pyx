@@ -196,7 +196,7 @@ cdef void gemm_rows_parallel(bint trans_a, bint trans_b, int n_rows, int n_cols,
 # The factored path's products, one set per feature slot j (keys key0 .. key0+K_j):
 #   SLOT_FORWARD:  P_j = L[uniq_j] W_j                         (K_j x Dh)
 #   SLOT_BACKWARD: dW_j = L[uniq_j]ᵀ S_j, then the keys' dL rows S_j W_jᵀ (K_j x d),
-#                  written over L[uniq_j] once every dW_j is done
+#                  written over L[uniq_j] once dW_j no longer needs it
 # Slots differ in size (a word slot has hundreds of keys, a tag slot a few dozen),
 # so whole slots balance badly over many threads (18 word slots on 16 threads: two
 # rounds, the second one-eighth full). So at more threads the products are cut
@@ -687,7 +687,7 @@ cdef void softmax_xent_rows(floating* theta, const floating* b2, const int64_t* 
     MODE_PROBA): 1 where the label's logit is the largest, for accuracies at no
     extra pass. With db2 (backward modes) each thread also adds its rows of δ1
     into its share of partials (n_threads shares of n_classes, share_stride apart:
-    see PER_THREAD_PAD), and db2 = Σ δ1 is the sum of the shares in thread order:
+    see fastgrad._api._padded), and db2 = Σ δ1 is the sum of the shares in thread order:
     no second sweep over θ.
     """
     cdef Py_ssize_t i
@@ -984,7 +984,7 @@ cdef int compare_int64(const void* a, const void* b) noexcept nogil:
 
 
 cdef Py_ssize_t group_sparse_rows(const int64_t* values, Py_ssize_t n_items,
-                                  int64_t* row_count, int64_t* uniq, int64_t* group_ptr,
+                                  int32_t* row_count, int64_t* uniq, int64_t* group_ptr,
                                   int64_t* members) noexcept nogil:
     """group_rows for a value range too sparse to scan: sort the distinct values
     (serial). Same arguments and result as group_rows."""
@@ -1000,7 +1000,7 @@ cdef Py_ssize_t group_sparse_rows(const int64_t* values, Py_ssize_t n_items,
     for g in range(k):
         group_ptr[g] = start
         count = row_count[uniq[g]]
-        row_count[uniq[g]] = start
+        row_count[uniq[g]] = <int32_t> start
         start += count
     group_ptr[k] = n_items
     for i in range(n_items):
@@ -1012,13 +1012,14 @@ cdef Py_ssize_t group_sparse_rows(const int64_t* values, Py_ssize_t n_items,
 
 
 cdef Py_ssize_t group_rows(const int64_t* values, Py_ssize_t n_items, Py_ssize_t n_values,
-                           int64_t* row_count, int64_t* uniq, int64_t* group_ptr,
+                           int32_t* row_count, int64_t* uniq, int64_t* group_ptr,
                            int64_t* members, int64_t* chunk_totals,
                            int n_threads) noexcept nogil:
     """Group items by value (a row of L); returns the number k of distinct values.
 
     IN  values[n_items], each in [0, n_values)
-    IN/OUT row_count[n_values]: all 0 on entry and on return
+    IN/OUT row_count[n_values]: all 0 on entry and on return (int32: counts and
+        cursors are below n_items, and half the bytes halve the scans of the range)
     OUT uniq[k]: the distinct values, ascending
     OUT group_ptr[k + 1], members[n_items]: the items of group g are
         members[group_ptr[g] : group_ptr[g + 1]], ascending, so every sum over a
@@ -1047,9 +1048,9 @@ cdef Py_ssize_t group_rows(const int64_t* values, Py_ssize_t n_items, Py_ssize_t
         n_groups = 0
         n_members = 0
         for v in range(lo, hi):
-            if row_count[v] != 0:
-                n_groups = n_groups + 1
-                n_members = n_members + row_count[v]
+            count = row_count[v]
+            n_groups = n_groups + (count != 0)   # no branch: the scan vectorizes
+            n_members = n_members + count
         chunk_totals[2 * t] = n_groups
         chunk_totals[2 * t + 1] = n_members
     # exclusive prefix sums: each chunk's first group and first member
@@ -1075,7 +1076,7 @@ cdef Py_ssize_t group_rows(const int64_t* values, Py_ssize_t n_items, Py_ssize_t
             if count != 0:
                 uniq[g] = v
                 group_ptr[g] = start
-                row_count[v] = start   # from here on: the group's write cursor
+                row_count[v] = <int32_t> start   # from here on: the group's write cursor
                 start = start + count
                 g = g + 1
         for i in range(n_items):
@@ -1248,7 +1249,8 @@ def run_step(int mode, int path,
     cdef floating[:, ::1] delta2, dW, dU, scratch, partials, class_partials
     cdef floating[::1] db1, db2
     cdef int64_t[::1] key_row, key_ptr, occurrences, pos, slot_offsets
-    cdef int64_t[::1] grad_rows, group_ptr, members, row_count, chunk_totals
+    cdef int64_t[::1] grad_rows, group_ptr, members, chunk_totals
+    cdef int32_t[::1] row_count
 
     if path == PATH_DENSE:
         x = ws.x
