@@ -354,6 +354,7 @@ def _check_path(path: str) -> str:
 # ---------------------------------------------------------------------------
 
 _SLOT_TABLE_BYTES = 64 << 20
+_RADIX = 256   # the digits of group_rows' radix sort (RADIX in _kernels.pyx)
 
 
 def _padded(row_len: int) -> int:
@@ -401,10 +402,12 @@ class Workspace:
             self.grad_rows = np.empty(items, np.int64)
             self.group_ptr = np.empty(items + 1, np.int64)
             self.members = np.empty(items, np.int64)
-            self.row_count = np.zeros(shape.n_vocab, np.int32)
+            self.row_count = np.zeros(shape.n_vocab, np.int32)   # group_rows' counting sort
+            self.sort_values = np.empty(2 * items, np.int32)     # and its radix sort
+            self.sort_items = np.empty(2 * items, np.int32)
             self._backward = True
         if self._n_threads < n_threads:  # per-thread rows of scratch
-            self.chunk_totals = np.empty(2 * n_threads, np.int64)
+            self.radix_counts = np.empty(n_threads * (_RADIX + 1), np.int64)
             self.scratch = np.empty((n_threads, _padded(shape.embed_dim)), f)
             self.partials = np.empty((n_threads, _padded(shape.hidden)), f)
             self.class_partials = np.empty((n_threads, _padded(shape.n_classes)), f)
