@@ -861,9 +861,12 @@ cdef void relu_mask_backward(const floating* delta1, const floating* U, const fl
 # Grouping occurrences: by (slot, row) for the factored path, by row for dL
 # ---------------------------------------------------------------------------
 # Both groupings run on every step before (or between) the parallel loops, so a
-# serial grouping would bound the speed-up at many threads (Amdahl): on cm2014 a
-# serial (slot, row) grouping was ~10% of a 1-thread step. Both are split over
-# threads, and both give the same groups whatever the thread count.
+# serial grouping bounds the speed-up at many threads (Amdahl): on cm2014 a serial
+# (slot, row) grouping was ~10% of a 1-thread step. The (slot, row) grouping is
+# split over slots; the grouping by row is a radix sort split over threads where
+# the vocabulary is wide, and a serial counting sort where it is narrow (cheaper
+# there than any split tried: see group_rows_by_counts). Both give the same groups
+# whatever the thread count.
 
 cdef enum:
     # Fewest items worth a thread of their own in group_rows.
@@ -1079,73 +1082,35 @@ cdef Py_ssize_t group_rows_by_radix(const int64_t* values, Py_ssize_t n_items,
 
 cdef Py_ssize_t group_rows_by_counts(const int64_t* values, Py_ssize_t n_items,
                                      Py_ssize_t n_values, int32_t* row_count, int64_t* uniq,
-                                     int64_t* group_ptr, int64_t* members,
-                                     int64_t* chunk_totals, int n_threads) noexcept nogil:
+                                     int64_t* group_ptr, int64_t* members) noexcept nogil:
     """group_rows for a value range no wider than a few times the items: a counting
-    sort over a table of the whole range.
+    sort over a table of the whole range, on one thread.
 
     IN/OUT row_count[n_values]: all 0 on entry and on return (int32: counts and
-        cursors are below n_items, and half the bytes halve the scans of the range)
-    scratch chunk_totals[2 * n_threads]; the rest as group_rows
-
-    Each thread owns a contiguous range of values: it counts its values' items,
-    then (after a prefix sum over the threads) lays its groups out in value
-    order. Every thread reads all the items but writes only its own values, so
-    there is no race, and the result does not depend on the thread count.
+    cursors are below n_items); the rest as group_rows.
+    Serial on purpose: split over threads by ranges of values, each thread had to
+    read every item, and the split ran slower than one thread (parser, 17,000 keys:
+    0.16 ms on 1 thread, 0.31-0.37 ms on 2 to 16 on the 16-core machine).
     """
-    cdef Py_ssize_t t, i, v, g, k = 0
-    cdef int64_t lo, hi, w, count, n_groups, n_members, start, first
-    cdef int n_chunks = <int> min(<Py_ssize_t> n_threads, n_items // MIN_ITEMS_PER_THREAD)
-    if n_chunks < 1:
-        n_chunks = 1
-    for t in prange(n_chunks, num_threads=n_threads, schedule='static'):
-        lo = t * n_values // n_chunks
-        hi = (t + 1) * n_values // n_chunks
-        for i in range(n_items):
-            w = values[i]
-            if lo <= w < hi:
-                row_count[w] += 1
-        n_groups = 0
-        n_members = 0
-        for v in range(lo, hi):
-            count = row_count[v]
-            n_groups = n_groups + (count != 0)   # no branch: the scan vectorizes
-            n_members = n_members + count
-        chunk_totals[2 * t] = n_groups
-        chunk_totals[2 * t + 1] = n_members
-    # exclusive prefix sums: each chunk's first group and first member
-    n_groups = 0
-    n_members = 0
-    for t in range(n_chunks):
-        count = chunk_totals[2 * t]
-        chunk_totals[2 * t] = n_groups
-        n_groups += count
-        count = chunk_totals[2 * t + 1]
-        chunk_totals[2 * t + 1] = n_members
-        n_members += count
-    k = n_groups
+    cdef Py_ssize_t i, g, k = 0
+    cdef int64_t v, start = 0, count
+    for i in range(n_items):
+        row_count[values[i]] += 1
+    for v in range(n_values):
+        count = row_count[v]
+        if count != 0:
+            uniq[k] = v
+            group_ptr[k] = start
+            row_count[v] = <int32_t> start   # from here on: the group's write cursor
+            start += count
+            k += 1
     group_ptr[k] = n_items
-    for t in prange(n_chunks, num_threads=n_threads, schedule='static'):
-        lo = t * n_values // n_chunks
-        hi = (t + 1) * n_values // n_chunks
-        first = chunk_totals[2 * t]
-        g = first
-        start = chunk_totals[2 * t + 1]
-        for v in range(lo, hi):
-            count = row_count[v]
-            if count != 0:
-                uniq[g] = v
-                group_ptr[g] = start
-                row_count[v] = <int32_t> start   # from here on: the group's write cursor
-                start = start + count
-                g = g + 1
-        for i in range(n_items):
-            w = values[i]
-            if lo <= w < hi:
-                members[row_count[w]] = i
-                row_count[w] += 1
-        for v in range(first, g):
-            row_count[uniq[v]] = 0
+    for i in range(n_items):
+        v = values[i]
+        members[row_count[v]] = i
+        row_count[v] += 1
+    for g in range(k):
+        row_count[uniq[g]] = 0
     return k
 
 
@@ -1167,8 +1132,7 @@ cdef Py_ssize_t group_rows(const int64_t* values, Py_ssize_t n_items, Py_ssize_t
     if n_values > COUNTING_RANGE_PER_ITEM * n_items:
         return group_rows_by_radix(values, n_items, n_values, sort_values, sort_items, counts,
                                    uniq, group_ptr, members, n_threads)
-    return group_rows_by_counts(values, n_items, n_values, row_count, uniq, group_ptr, members,
-                                counts, n_threads)
+    return group_rows_by_counts(values, n_items, n_values, row_count, uniq, group_ptr, members)
 
 
 ctypedef fused index_t:
