@@ -2,9 +2,11 @@
 # Issue 3's thread-scaling curve on a many-core machine (the device tool lends one
 # with 16 cores): build the kernels in place with that machine's Python, check them,
 # then run the bench grid at 1..16 threads, fastgrad beside the floor and PyTorch,
-# and the phase profile of fastgrad's step (tools/phase_profile.py) at 1, 4 and 16.
+# the phase profile of fastgrad's step (tools/phase_profile.py) at 1, 4 and 16, and
+# fastgrad and the floor once more with OMP_WAIT_POLICY=active.
 #   bash tools/device_scaling.sh            (results in $OUT, or ./scaling-out)
-# CONFIGS, VARIANTS, THREADS, METHODS, ROUNDS override the grid.
+# CONFIGS, VARIANTS, THREADS, METHODS, ROUNDS override the grid; PROFILE_THREADS and
+# POLICY_THREADS the thread counts of the last two parts.
 set -uo pipefail
 export PYTHONPATH=$PWD   # the kernels are built in place
 out=${OUT:-scaling-out}
