@@ -354,7 +354,6 @@ def _check_path(path: str) -> str:
 # ---------------------------------------------------------------------------
 
 _SLOT_TABLE_BYTES = 64 << 20
-_RADIX = 256   # the digits of group_rows' radix sort (RADIX in _kernels.pyx)
 
 
 def _padded(row_len: int) -> int:
@@ -407,7 +406,7 @@ class Workspace:
             self.sort_items = np.empty(2 * items, np.int32)
             self._backward = True
         if self._n_threads < n_threads:  # per-thread rows of scratch
-            self.radix_counts = np.empty(n_threads * (_RADIX + 1), np.int64)
+            self.radix_counts = np.empty(n_threads * (_kernels.RADIX + 1), np.int64)
             self.scratch = np.empty((n_threads, _padded(shape.embed_dim)), f)
             self.partials = np.empty((n_threads, _padded(shape.hidden)), f)
             self.class_partials = np.empty((n_threads, _padded(shape.n_classes)), f)
@@ -688,7 +687,12 @@ def sgd_step(p, idx, y, lr, *, path: str = "auto") -> float:
     with _ParamsWriteLock(prepared.p):
         value = float(_run(_kernels.MODE_UPDATE, prepared,
                            _UpdateRule(_kernels.RULE_SGD, lr))[0])
+    _refuse_nonfinite_step(value, "parameter")
+    return value
+
+
+def _refuse_nonfinite_step(value: float, untouched: str) -> None:
+    """The error of an update step whose loss is not finite (the kernel wrote nothing)."""
     if not math.isfinite(value):
         raise FloatingPointError(f"the loss is {value}: p holds NaN or Inf where this batch "
-                                 "reads it; no parameter was updated")
-    return value
+                                 f"reads it; no {untouched} was updated")

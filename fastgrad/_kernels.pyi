@@ -16,6 +16,7 @@ RULE_MOMENTUM: int
 RULE_ADAGRAD: int
 RULE_ADAM: int
 OPENMP: bool
+RADIX: int
 
 PHASES: tuple[str, ...]
 

@@ -980,7 +980,8 @@ def group_slots(const int64_t[::1] idx, Py_ssize_t n, Py_ssize_t n_slots,
 
 cdef enum:
     RADIX_BITS = 8
-    RADIX = 256   # 1 << RADIX_BITS: a thread's counts stay in L1
+cpdef enum:
+    RADIX = 256   # 1 << RADIX_BITS: a thread's counts stay in L1 (the API sizes them)
 
 
 cdef Py_ssize_t group_rows_by_radix(const int64_t* values, Py_ssize_t n_items,

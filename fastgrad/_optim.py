@@ -33,7 +33,7 @@ import numpy as np
 from fastgrad import _kernels
 from fastgrad._api import (
     Params, _check_dropout, _check_params, _check_real, _draw_dropout, _ParamsWriteLock,
-    _prepare, _run, _Shape, _UpdateRule,
+    _prepare, _refuse_nonfinite_step, _run, _Shape, _UpdateRule,
 )
 
 __all__ = ["SGD", "AdaGrad", "Adam", "train_step"]
@@ -174,7 +174,5 @@ def _train_step(p, idx, y, opt, dropout, l2, rng, path) -> tuple[float, int]:
                            opt.state1, opt.state2, keep)[0])
         if math.isfinite(value):
             opt.steps += 1
-    if not math.isfinite(value):
-        raise FloatingPointError(f"the loss is {value}: p holds NaN or Inf where this batch "
-                                 "reads it; no parameter or optimizer state was updated")
+    _refuse_nonfinite_step(value, "parameter or optimizer state")
     return value, int(prepared.ws.row_correct[:prepared.n].sum())

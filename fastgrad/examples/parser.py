@@ -416,17 +416,15 @@ def _torch_step(p):
     with torch.no_grad():
         emb.weight.copy_(torch.from_numpy(p.L))
     W, b1, U, b2 = (torch.nn.Parameter(torch.from_numpy(a.copy())) for a in p[1:])
-    opts = [torch.optim.Adagrad([emb.weight, W, b1, U, b2], lr=0.01, eps=1e-6)]
+    opt = torch.optim.Adagrad([emb.weight, W, b1, U, b2], lr=0.01, eps=1e-6)
 
     def step(idx, y):
         h = torch.nn.functional.dropout(torch.relu(
             emb(torch.from_numpy(idx.astype(np.int64))).reshape(len(idx), -1) @ W + b1), 0.5)
         loss = torch.nn.functional.cross_entropy(h @ U + b2, torch.from_numpy(y.astype(np.int64)))
-        for o in opts:
-            o.zero_grad()
+        opt.zero_grad()
         loss.backward()
-        for o in opts:
-            o.step()
+        opt.step()
     return step
 
 
