@@ -17,6 +17,10 @@ from typing import NamedTuple
 import numpy as np
 
 from fastgrad import _kernels
+from fastgrad._threads import (  # noqa: F401  (re-exported: the API's thread controls)
+    _ParamsWriteLock, _single_threaded_blas, get_num_threads, set_num_threads,
+    thread_count_source,
+)
 
 __all__ = [
     "Params", "Gradients", "SparseRows", "init_params", "predict_proba", "predict", "loss",
@@ -71,142 +75,6 @@ class Gradients(NamedTuple):
     b1: np.ndarray
     U: np.ndarray
     b2: np.ndarray
-
-
-# ---------------------------------------------------------------------------
-# Threads
-# ---------------------------------------------------------------------------
-
-def _default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-_n_threads = _default_threads()
-
-
-def set_num_threads(n_threads: int) -> None:
-    """Set how many threads fastgrad's kernels use (default: the usable cores).
-
-    The kernels have one thread pool, OpenMP's: they split the matrix products
-    by rows themselves and run BLAS single-threaded while they work (see
-    _single_threaded_blas), so BLAS's workers never fight the row loops.
-    Results are identical run to run for a given count.
-    """
-    global _n_threads
-    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral) \
-            or n_threads < 1:
-        raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
-    _n_threads = int(n_threads)
-
-
-def _blas_thread_functions(controller):
-    """(get, set) of one BLAS's thread count.
-
-    For OpenBLAS the two C functions are looked up once and kept: threadpoolctl
-    looks them up on every call, which leaves ctypes objects for the garbage
-    collector at every step. Any other BLAS goes through threadpoolctl.
-    """
-    lookup = getattr(controller, "_get_symbol", None)
-    if controller.internal_api == "openblas" and lookup is not None:
-        if getattr(controller, "threading_layer", "") == "openmp":
-            names = ("omp_get_max_threads", "omp_set_num_threads")
-        else:
-            names = ("openblas_get_num_threads", "openblas_set_num_threads")
-        get, set_ = (lookup(name) for name in names)
-        if get is not None and set_ is not None:
-            return get, set_
-    return controller.get_num_threads, controller.set_num_threads
-
-
-def _kernel_blas() -> list:
-    """threadpoolctl controllers of the BLAS that scipy.linalg.cython_blas calls.
-
-    A scipy wheel carries its own OpenBLAS (in scipy.libs or scipy/.dylibs), apart
-    from numpy's; only that one is held, since changing the thread count of numpy's
-    wakes its idle workers (measured: +3 ms on a 13 ms two-thread step). When no
-    BLAS lives inside scipy's tree (a shared system or conda BLAS), every BLAS is.
-    """
-    import scipy
-    import scipy.linalg  # noqa: F401  (loads the BLAS)
-    from threadpoolctl import ThreadpoolController
-
-    controllers = ThreadpoolController().select(user_api="blas").lib_controllers
-    scipy_root = os.path.dirname(os.path.realpath(scipy.__file__))
-    own = [c for c in controllers
-           if os.path.realpath(c.filepath).startswith((scipy_root + ".libs", scipy_root + os.sep))]
-    return own or controllers
-
-
-class _SingleThreadedBlas:
-    """Holds every loaded BLAS at one thread while any kernel runs.
-
-    OpenBLAS keeps its workers spinning for a while after a threaded call; had
-    they run beside the kernels' OpenMP threads, each layer would steal the
-    other's cores (measured here: a 2-thread parser step took 40 ms instead of
-    ~10 ms). threadpoolctl finds the BLAS that scipy's cython_blas binds to;
-    the first caller in saves and sets the counts, the last one out restores them.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._functions = None
-        self._saved = []
-
-    def __enter__(self):
-        with self._lock:
-            if self._depth == 0:
-                if self._functions is None:
-                    self._functions = [_blas_thread_functions(c) for c in _kernel_blas()]
-                self._saved.clear()
-                for get, set_ in self._functions:
-                    n = get()
-                    self._saved.append(n)
-                    if n != 1:
-                        set_(1)
-            self._depth += 1
-
-    def __exit__(self, *exc):
-        with self._lock:
-            self._depth -= 1
-            if self._depth == 0:
-                for (_, set_), n in zip(self._functions, self._saved):
-                    if n is not None and n != 1:
-                        set_(n)
-
-
-_single_threaded_blas = _SingleThreadedBlas()
-
-
-# In-place updates of the same arrays from two Python threads are serialized: each
-# array's address picks one of a fixed set of locks, taken in a fixed order (no
-# deadlock). Unrelated parameter sets almost never share a lock, so independent
-# training threads still run in parallel.
-_WRITE_LOCKS = tuple(threading.Lock() for _ in range(64))
-
-
-class _ParamsWriteLock:
-    """Held around a whole in-place update (and an optimizer's step count)."""
-
-    def __init__(self, p: Params):
-        stripes = {(a.__array_interface__["data"][0] >> 6) % len(_WRITE_LOCKS) for a in p}
-        self._locks = [_WRITE_LOCKS[i] for i in sorted(stripes)]
-
-    def __enter__(self):
-        for lock in self._locks:
-            lock.acquire()
-
-    def __exit__(self, *exc):
-        for lock in reversed(self._locks):
-            lock.release()
-
-
-def get_num_threads() -> int:
-    """The thread count of fastgrad's own loops (see set_num_threads)."""
-    return _n_threads
 
 
 # ---------------------------------------------------------------------------
@@ -383,6 +251,7 @@ class Workspace:
         self.row_loss = np.empty(n, np.float64)
         self.row_correct = np.zeros(n, np.uint8)   # label's logit the largest (accuracy)
         self.dropout_u: np.ndarray | None = None
+        self.values_into: np.ndarray | None = None
         self._backward = False
         self._dense = False
         self._factored = False
@@ -394,10 +263,9 @@ class Workspace:
         f, items = shape.dtype, n * shape.n_features
         if not self._backward:
             self.delta2 = np.empty((n, shape.hidden), f)
-            self.dW = np.empty((shape.n_features * shape.embed_dim, shape.hidden), f)
-            self.dU = np.empty((shape.hidden, shape.n_classes), f)
-            self.db1 = np.empty(shape.hidden, f)
-            self.db2 = np.empty(shape.n_classes, f)
+            # dW, db1, dU, db2 are views of one flat buffer, so that data-parallel
+            # training sums them over processes in one collective, with no copy
+            self.dense_grads, (self.dW, self.db1, self.dU, self.db2) = dense_gradient_buffer(shape)
             self.grad_rows = np.empty(items, np.int64)
             self.group_ptr = np.empty(items + 1, np.int64)
             self.members = np.empty(items, np.int64)
@@ -459,8 +327,24 @@ class Workspace:
             self._key_capacity = cap
 
     def grad_values_for(self, k_rows: int) -> np.ndarray:
-        """A fresh (k_rows, d) array for the embedding gradient handed to the user."""
+        """The (k_rows, d) array that receives the embedding gradient: a fresh one for
+        the user, or rows of ``self.values_into`` when a caller set it (a reused buffer)."""
+        if self.values_into is not None:
+            return self.values_into[:k_rows]
         return np.empty((k_rows, self.shape.embed_dim), self.shape.dtype)
+
+
+def dense_gradient_buffer(shape: _Shape) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """One flat buffer for the gradients of W, b1, U, b2, and its four shaped views."""
+    shapes = ((shape.n_features * shape.embed_dim, shape.hidden), (shape.hidden,),
+              (shape.hidden, shape.n_classes), (shape.n_classes,))
+    sizes = [math.prod(s) for s in shapes]
+    flat = np.empty(sum(sizes), shape.dtype)
+    views, start = [], 0
+    for s, size in zip(shapes, sizes):
+        views.append(flat[start:start + size].reshape(s))
+        start += size
+    return flat, tuple(views)
 
 
 _local = threading.local()
@@ -520,7 +404,8 @@ class _Prepared(NamedTuple):
     n_threads: int
 
 
-def _prepare_batch(p, idx, y, *, writeable: bool) -> tuple[_Shape, Workspace, int]:
+def _prepare_batch(p, idx, y, *, writeable: bool,
+                   n_threads: int = 1) -> tuple[_Shape, Workspace, int]:
     """Validate p, idx and y, and copy idx and y into the workspace's buffers."""
     shape = _check_params(p, writeable=writeable)
     idx = _as_index_array(idx, "idx", 2)
@@ -536,7 +421,7 @@ def _prepare_batch(p, idx, y, *, writeable: bool) -> tuple[_Shape, Workspace, in
             raise ValueError(f"y must have length {n} (the rows of idx), got {y.shape[0]}")
     _check_sizes(shape, n)
     ws = _workspace(shape, n)
-    _copy_checked(idx, ws.idx, shape.n_vocab, "idx", "the vocabulary", _n_threads)
+    _copy_checked(idx, ws.idx, shape.n_vocab, "idx", "the vocabulary", n_threads)
     if y is not None:
         _copy_checked(y, ws.y, shape.n_classes, "y", "the classes")
     return shape, ws, n
@@ -545,10 +430,10 @@ def _prepare_batch(p, idx, y, *, writeable: bool) -> tuple[_Shape, Workspace, in
 def _prepare(p, idx, y, path, *, writeable: bool, backward: bool) -> _Prepared:
     """Validate everything, fill the workspace's index buffers, pick the path."""
     path = _check_path(path)
-    shape, ws, n = _prepare_batch(p, idx, y, writeable=writeable)
     # read once: the per-thread scratch rows are sized for this count, whatever
     # another Python thread passes to set_num_threads meanwhile
-    n_threads = _n_threads
+    n_threads = get_num_threads()
+    shape, ws, n = _prepare_batch(p, idx, y, writeable=writeable, n_threads=n_threads)
     if path == "auto":
         path = "dense"
         if n >= _MIN_ROWS_TO_FACTOR:
@@ -576,12 +461,12 @@ def _draw_dropout(prepared: _Prepared, dropout: float, rng) -> float:
 
 
 def _run(mode: int, prepared: _Prepared, rule=None, state1=None, state2=None,
-         keep: float = 1.0):
+         keep: float = 1.0, mean_over: int = 0):
     p, ws, n, path, n_threads = prepared
     kernel_path = _kernels.PATH_DENSE if path == "dense" else _kernels.PATH_FACTORED
     with _single_threaded_blas:
         return _kernels.run_step(mode, kernel_path, p.L, p.W, p.b1, p.U, p.b2, ws.idx, ws.y,
-                                 n, ws, n_threads, rule, state1, state2, keep)
+                                 n, ws, n_threads, rule, state1, state2, keep, mean_over)
 
 
 class _UpdateRule(NamedTuple):

@@ -64,7 +64,7 @@ def evaluate(p, idx, y, *, batch_size: int = 4096, path: str = "auto") -> tuple[
 
 def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
         dropout: float = 0.0, l2: float = 0.0, shuffle_seed=0, validation=None,
-        progress: bool | None = None, path: str = "auto") -> list[EpochStats]:
+        progress: bool | None = None, path: str = "auto", comm=None) -> list[EpochStats]:
     """Train p in place with opt over minibatches; returns one EpochStats per epoch.
 
     Each epoch visits the rows of (idx, y) once, in an order drawn from
@@ -72,6 +72,13 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
     run). validation=(idx_v, y_v) is evaluated after every epoch. progress:
     a bar on stderr (default: only when stderr is a terminal). A step whose
     loss is not finite raises FloatingPointError with nothing of it written.
+
+    comm: an mpi4py communicator for data-parallel training (fastgrad.distributed).
+    Every rank then passes the same data set and the same arguments; each global
+    batch of batch_size rows is split into contiguous shards, one per rank (no data
+    moves), and every rank ends with the same parameters as one process running
+    this fit alone, up to the order of floating-point sums. Validation is shared
+    out the same way. Only rank 0 shows a progress bar.
     """
     if not isinstance(opt, Optimizer):
         raise TypeError(f"opt must be a fastgrad optimizer (SGD, AdaGrad, Adam), "
@@ -87,6 +94,11 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
             idx_v, y_v = validation
         except (TypeError, ValueError):
             raise TypeError("validation must be a pair (idx_v, y_v)") from None
+    step = _train_step
+    if comm is not None:
+        step, evaluate_on = _distributed_steps(comm, idx, y, validation)
+        if comm.Get_rank() != 0:
+            progress = False
     shuffle_rng, dropout_rng = (np.random.default_rng(s)
                                 for s in np.random.SeedSequence(shuffle_seed).spawn(2))
     # batch buffers reused across steps: a batch is gathered, never allocated
@@ -105,17 +117,40 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
                 bi, by = batch_idx[:len(rows)], batch_y[:len(rows)]
                 np.take(idx, rows, axis=0, out=bi)
                 np.take(y, rows, out=by)
-                J, correct = _train_step(p, bi, by, opt, dropout, l2, dropout_rng, path)
+                J, correct = step(p, bi, by, opt, dropout, l2, dropout_rng, path)
                 total_loss += J * len(rows)
                 n_correct += correct
                 bar.advance(f"epoch {epoch}/{epochs} loss {total_loss / (start + len(rows)):.4f}")
             seconds = time.perf_counter() - t0
             val_loss = val_acc = None
             if validation is not None:
-                val_loss, val_acc = evaluate(p, idx_v, y_v, batch_size=max(batch_size, 1024),
-                                             path=path)
+                val_loss, val_acc = (evaluate if comm is None else evaluate_on)(
+                    p, idx_v, y_v, batch_size=max(batch_size, 1024), path=path)
             history.append(EpochStats(epoch, total_loss / n, n_correct / n, val_loss, val_acc,
                                       seconds, n / seconds))
     finally:
         bar.close()
     return history
+
+
+def _distributed_steps(comm, idx, y, validation):
+    """fit's step and evaluation over MPI: each rank takes its shard of every batch."""
+    from fastgrad import distributed as fd
+
+    rank, size = fd._check_comm(comm)
+    arrays = [idx, y] + ([] if validation is None else [np.asarray(a) for a in validation])
+    signatures = fd._agree(comm, None, fd.data_checksum(*arrays))
+    fd._same_everywhere(signatures, "the data set (idx, y, validation) given to fit")
+
+    def step(p, bi, by, opt, dropout, l2, rng, path):
+        lo, hi = fd.shard_bounds(len(bi), rank, size)
+        J = fd.train_step(p, bi[lo:hi], by[lo:hi], opt, comm, dropout=dropout, l2=l2,
+                          rng=rng, path=path)
+        return J, fd._last_correct[0]
+
+    def evaluate_on(p, idx_v, y_v, *, batch_size, path):
+        idx_v, y_v = _as_dataset(idx_v, y_v)
+        lo, hi = fd.shard_bounds(len(idx_v), rank, size)
+        return fd.evaluate(p, idx_v[lo:hi], y_v[lo:hi], comm, batch_size=batch_size, path=path)
+
+    return step, evaluate_on

@@ -14,7 +14,7 @@ def show_config() -> dict:
     from threadpoolctl import threadpool_info
 
     from fastgrad import __version__, _kernels
-    from fastgrad._api import get_num_threads
+    from fastgrad._threads import get_num_threads, thread_count_source
 
     blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
             f"{i.get('num_threads')} threads) {i.get('filepath')}"
@@ -29,6 +29,7 @@ def show_config() -> dict:
         "openmp_max_threads": _kernels.openmp_max_threads(),
         "openmp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "the OpenMP runtime's default"),
         "fastgrad_threads": get_num_threads(),
+        "fastgrad_threads_from": thread_count_source(),
         "dtypes": ["float32", "float64"],
     }
     for key, value in info.items():

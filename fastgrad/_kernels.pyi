@@ -39,10 +39,22 @@ def run_step(mode: int, path: int, L: npt.NDArray[np.floating[Any]],
              ws: Any, n_threads: int, rule: Any = None,
              state1: Sequence[npt.NDArray[np.floating[Any]]] | None = None,
              state2: Sequence[npt.NDArray[np.floating[Any]]] | None = None,
-             keep: float = 1.0
+             keep: float = 1.0, mean_over: float = 0.0
              ) -> tuple[float, int, npt.NDArray[np.floating[Any]] | None]: ...
 def precomputed_proba(L: npt.NDArray[np.floating[Any]], W: npt.NDArray[np.floating[Any]],
                       b1: npt.NDArray[np.floating[Any]], U: npt.NDArray[np.floating[Any]],
                       b2: npt.NDArray[np.floating[Any]], idx: npt.NDArray[np.int64], n: int,
                       cache_pos: npt.NDArray[np.int32], table: npt.NDArray[np.floating[Any]],
                       ws: Any, n_threads: int) -> None: ...
+def apply_update(rule: Any, L: npt.NDArray[np.floating[Any]], W: npt.NDArray[np.floating[Any]],
+                 b1: npt.NDArray[np.floating[Any]], U: npt.NDArray[np.floating[Any]],
+                 b2: npt.NDArray[np.floating[Any]], rows: npt.NDArray[np.int64],
+                 values: npt.NDArray[np.floating[Any]], dW: npt.NDArray[np.floating[Any]],
+                 db1: npt.NDArray[np.floating[Any]], dU: npt.NDArray[np.floating[Any]],
+                 db2: npt.NDArray[np.floating[Any]],
+                 state1: Sequence[npt.NDArray[np.floating[Any]]] | None,
+                 state2: Sequence[npt.NDArray[np.floating[Any]]] | None,
+                 n_threads: int) -> None: ...
+def merge_rows(rows: npt.NDArray[np.int64], values: npt.NDArray[np.floating[Any]],
+               table: npt.NDArray[np.int32], out_rows: npt.NDArray[np.int64],
+               out_values: npt.NDArray[np.floating[Any]]) -> int: ...

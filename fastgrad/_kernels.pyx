@@ -1251,7 +1251,7 @@ def run_step(int mode, int path,
              const floating[:, ::1] U, const floating[::1] b2,
              const int64_t[::1] idx, const int64_t[::1] y, Py_ssize_t n,
              ws, int n_threads, rule=None, state1=None, state2=None,
-             double keep=1.0):
+             double keep=1.0, double mean_over=0.0):
     """One forward (and, by mode, backward) pass; see the MODE_* constants.
 
     IN  parameters L, W, b1, U, b2; idx (n*m) and y (n) as int64, already checked
@@ -1264,6 +1264,8 @@ def run_step(int mode, int path,
     IN/OUT state1, state2 (MODE_UPDATE): the rule's state, arrays shaped as
         (L, W, b1, U, b2) in their dtype, or None when the rule keeps none
     IN/OUT in MODE_UPDATE every parameter, updated in place only when the loss is finite
+    IN  mean_over > 0: the loss and gradients are sums over these n rows divided by
+        mean_over instead of n (a shard of a larger global batch: fastgrad.distributed)
     Returns (mean loss, number k of touched rows of L, and in MODE_GRAD a fresh
     (k, d) array of their gradients, else None).
     """
@@ -1271,7 +1273,8 @@ def run_step(int mode, int path,
     cdef Py_ssize_t n_slots = W.shape[0] // d, n_hidden = W.shape[1], n_classes = U.shape[1]
     cdef Py_ssize_t width = n_slots * d, i, k_rows = 0, n_keys = 0
     cdef double loss = 0.0, clock = 0.0
-    cdef floating inv_n = <floating> (1.0 / n)
+    cdef double divisor = mean_over if mean_over > 0 else <double> n
+    cdef floating inv_n = <floating> (1.0 / divisor)
     cdef bint backward = mode >= 2
     cdef bint dropout = keep < 1.0 and mode != MODE_PROBA
     cdef floating mask_scale = <floating> (1.0 / keep) if dropout else 1
@@ -1370,7 +1373,7 @@ def run_step(int mode, int path,
         if mode != MODE_PROBA:
             for i in range(n):
                 loss += row_loss[i]
-            loss /= n
+            loss /= divisor
         lap(4, &clock)
 
     if not backward or (mode == MODE_UPDATE and not isfinite(loss)):
@@ -1438,3 +1441,7 @@ def run_step(int mode, int path,
         update_dense(&update_rule, pb2, &db2[0], s1[4], s2[4], n_classes, n_threads)
         lap(11, &clock)
     return loss, k_rows, None
+
+
+# Updates from given gradients and the merge of sparse rows from several processes
+include "_exchange.pxi"

@@ -1,0 +1,537 @@
+"""Data-parallel training over MPI (mpi4py): P processes step as one on the global batch.
+
+Every process (rank) holds a whole replica of the parameters and the optimizer
+state. A step on a global batch of B rows, split into shards that the ranks hold
+(shard r is rows [lo_r, lo_r + n_r) of the batch, the shards in rank order):
+
+1. every rank validates its own input and the ranks agree, in one small
+   allgather, that every rank's input is good (and that they all make the same
+   call: shapes, optimizer, dropout, l2): a bad index on one rank raises the same
+   error on every rank, before anything is written or exchanged, so no rank is
+   ever left waiting in a collective for one that failed;
+2. each rank runs forward and backward on its shard, the sums divided by B (not
+   n_r), so the shards' gradients add up to the gradient of the global mean;
+3. the dense gradients (W, b1, U, b2: one flat buffer) are summed by one
+   Allreduce; the embedding gradient's rows by whichever exchange moves fewer
+   bytes (see choose_exchange): an allgather of every rank's (rows, values)
+   merged in rank order by a kernel, an allreduce over the union of the touched
+   rows, or an allreduce of the whole |V| x d table when the vocabulary is small;
+4. every rank applies the identical update (fastgrad._kernels.apply_update: the
+   same update rules as the fused single-process step, rows of L touched by any
+   shard updated once, lazily, with their own state rows).
+
+MPI gives every rank the same bits from a reduction (MPI-4.0 §6.9.1), and the
+rest is the same code on the same bytes, so the replicas stay bit-identical;
+check_replicas audits that. Results equal one process stepping on the whole
+batch up to the order of floating-point sums (float64: ~1e-15 relative).
+
+Dropout: the mask of global row i is the one a single process would draw for
+row i (the step's (B, Dh) uniforms are drawn on every rank from the same
+generator and each rank keeps its rows), so a distributed step with dropout
+equals the single-process step too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import zlib
+from typing import NamedTuple
+
+import numpy as np
+
+from fastgrad import _kernels
+from fastgrad._api import (
+    Params, _as_generator, _as_index_array, _check_dropout, _check_params, _check_path,
+    _check_real, _ParamsWriteLock, _prepare, _run, _Shape, dense_gradient_buffer,
+    get_num_threads,
+)
+from fastgrad._optim import Optimizer
+
+__all__ = ["broadcast", "train_step", "check_replicas", "evaluate", "shard_bounds",
+           "choose_exchange", "EXCHANGES", "ReplicaMismatch", "StepReport", "last_step"]
+
+EXCHANGES = ("auto", "allgather", "union", "dense")
+# The latency of one collective, as bytes moved in the same time: MPICH's shared
+# memory allreduce took ~4 µs for 8 KB and ~216 µs for 2 MB on 2 ranks
+# (shared/notes/mpi-scouting.md §2), ~10 GB/s after ~3 µs of latency: ~32 KB.
+COLLECTIVE_BYTES = 32 << 10
+
+
+class ReplicaMismatch(RuntimeError):
+    """The ranks' parameters or optimizer states differ (check_replicas)."""
+
+
+class StepReport(NamedTuple):
+    """What the last distributed step of this process did (for benchmarks and logs)."""
+
+    global_rows: int          # B
+    rows: int                 # this rank's n_r
+    exchange: str             # how the embedding gradient travelled
+    touched_rows: int         # rows of L updated (the union over ranks)
+    bytes_dense: int          # size of the dense gradient buffer allreduced
+    bytes_embedding: int      # bytes this rank sent for the embedding gradient (model)
+    seconds_compute: float    # forward and backward on the shard
+    seconds_exchange: float   # every collective of the step
+
+
+_last: list[StepReport | None] = [None]
+
+
+def last_step() -> StepReport | None:
+    """The StepReport of this process's last distributed step (None before the first)."""
+    return _last[0]
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("fastgrad.distributed needs mpi4py and an MPI library: "
+                          "pip install 'fastgrad[mpi]'") from err
+    return MPI
+
+
+def _check_comm(comm):
+    if not all(hasattr(comm, name) for name in ("Get_rank", "Get_size", "Allreduce",
+                                                 "allgather")):
+        raise TypeError(f"comm must be an mpi4py communicator (e.g. MPI.COMM_WORLD), "
+                        f"got {type(comm).__name__}")
+    return comm.Get_rank(), comm.Get_size()
+
+
+def _agree(comm, error: BaseException | None, signature) -> list:
+    """Share every rank's verdict and call signature; raise the same error everywhere.
+
+    Returns the list of every rank's signature when all ranks are good and agree.
+    """
+    verdict = None if error is None else (type(error).__name__, str(error))
+    everyone = comm.allgather((verdict, signature))
+    for rank, (bad, _) in enumerate(everyone):
+        if bad is not None:
+            kind, message = bad
+            cls = {"TypeError": TypeError, "FloatingPointError": FloatingPointError}.get(
+                kind, ValueError)
+            if error is not None and comm.Get_rank() == rank:
+                raise cls(f"rank {rank}: {message}") from error
+            raise cls(f"rank {rank}: {message}")
+    return [sig for _, sig in everyone]
+
+
+def _same_everywhere(signatures: list, what: str) -> None:
+    first = signatures[0]
+    for rank, sig in enumerate(signatures):
+        if sig != first:
+            raise ValueError(f"{what} differs between ranks: rank 0 has {first}, "
+                             f"rank {rank} has {sig}")
+
+
+def _opt_signature(opt: Optimizer | None):
+    if opt is None:
+        return None
+    hyper = {k: v for k, v in vars(opt).items()
+             if k not in ("state1", "state2", "_shape") and not isinstance(v, np.ndarray)}
+    return type(opt).__name__, tuple(sorted((k, repr(v)) for k, v in hyper.items()))
+
+
+def _check_opt(opt, shape: _Shape) -> None:
+    if opt is None:
+        return
+    if not isinstance(opt, Optimizer):
+        raise TypeError(f"opt must be a fastgrad optimizer (SGD, AdaGrad, Adam) or None, "
+                        f"got {type(opt).__name__}")
+    opt._check_for(shape)
+
+
+def _arrays(p: Params, opt: Optimizer | None) -> list[tuple[str, np.ndarray]]:
+    named = [(f"p.{name}", a) for name, a in zip(Params._fields, p)]
+    if opt is not None:
+        for which in ("state1", "state2"):
+            state = getattr(opt, which)
+            if state is not None:
+                named += [(f"opt.{which}.{name}", a) for name, a in zip(Params._fields, state)]
+    return named
+
+
+def broadcast(p, opt, comm, root: int = 0) -> None:
+    """Copy root's parameters and optimizer (state, step count, hyperparameters) to every rank.
+
+    Parameters
+    ----------
+    p : Params
+        Updated in place on every rank but root; shapes and dtype must agree.
+    opt : Optimizer or None
+        The same kind of optimizer on every rank (or None everywhere).
+    comm : mpi4py communicator
+    root : int
+        The rank whose model is copied.
+    """
+    rank, size = _check_comm(comm)
+    error, shape = None, None
+    try:
+        if isinstance(root, bool) or not isinstance(root, int) or not 0 <= root < size:
+            raise ValueError(f"root must be a rank in [0, {size}), got {root!r}")
+        shape = _check_params(p, writeable=True)
+        _check_opt(opt, shape)
+    except (TypeError, ValueError) as err:
+        error = err
+    kinds = None if opt is None else type(opt).__name__
+    signatures = _agree(comm, error, (shape, kinds))
+    _same_everywhere(signatures, "the model (shapes, dtype, optimizer kind)")
+    p = Params(*p)
+    with _ParamsWriteLock(p):
+        for _, a in _arrays(p, opt):
+            comm.Bcast(a, root=root)
+        if opt is not None:
+            hyper = comm.bcast({k: v for k, v in vars(opt).items()
+                                if k not in ("state1", "state2", "_shape")}, root=root)
+            vars(opt).update(hyper)
+
+
+def _digest(a: np.ndarray) -> str:
+    return hashlib.sha256(memoryview(np.ascontiguousarray(a)).cast("B")).hexdigest()
+
+
+def check_replicas(p, opt, comm) -> None:
+    """Raise ReplicaMismatch on every rank if any rank's parameters or optimizer differ.
+
+    Compares a SHA-256 digest of every array (and the optimizer's step count and
+    hyperparameters) with rank 0's; the message names the arrays and ranks.
+    """
+    _check_comm(comm)
+    error, digests = None, None
+    try:
+        shape = _check_params(p, writeable=False)
+        _check_opt(opt, shape)
+        digests = [(name, _digest(a)) for name, a in _arrays(Params(*p), opt)]
+        digests.append(("opt", repr(_opt_signature(opt))))
+    except (TypeError, ValueError) as err:
+        error = err
+    everyone = _agree(comm, error, digests)
+    differ = []
+    for rank, theirs in enumerate(everyone[1:], start=1):
+        if theirs != everyone[0]:
+            ours = dict(everyone[0])
+            names = [name for name, dig in theirs if ours.get(name) != dig]
+            differ.append(f"rank {rank} ({', '.join(names) or 'array set'})")
+    if differ:
+        raise ReplicaMismatch("replicas differ from rank 0: " + "; ".join(differ))
+
+
+def shard_bounds(n_rows: int, rank: int, size: int) -> tuple[int, int]:
+    """[lo, hi) of rank's contiguous shard when n_rows rows are split over size ranks
+    (sizes differ by at most one, the larger shards first)."""
+    base, extra = divmod(n_rows, size)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (rank < extra)
+
+
+def choose_exchange(size: int, vocab: int, embed_dim: int, itemsize: int,
+                    touched: list[int]) -> str:
+    """The embedding gradient's exchange that moves the fewest bytes per rank.
+
+    touched: the number of distinct rows each rank's shard touched. A ring
+    allreduce moves about 2 (P-1)/P times its buffer per rank, an allgather
+    (P-1)/P times the gathered total:
+      allgather  (rows as int64 + values) of every rank
+      union      a |V|-byte bitmap, then the union's rows (at most min(|V|, Σk))
+      dense      the whole |V| x (d+1) table (values and a touched flag)
+    and each collective's latency counts as COLLECTIVE_BYTES.
+    """
+    if size == 1:
+        return "allgather"
+    share = (size - 1) / size
+    total = sum(touched)
+    row_bytes = embed_dim * itemsize
+    costs = {   # allgather and union take two collectives, dense one
+        "allgather": share * total * (8 + row_bytes) + 2 * COLLECTIVE_BYTES,
+        "union": 2 * share * (vocab + min(vocab, total) * row_bytes) + 2 * COLLECTIVE_BYTES,
+        "dense": 2 * share * vocab * (row_bytes + itemsize) + COLLECTIVE_BYTES,
+    }
+    return min(costs, key=lambda k: (costs[k], EXCHANGES.index(k)))
+
+
+class _Buffers:
+    """A rank's buffers for one model shape, reused from step to step."""
+
+    def __init__(self, shape: _Shape):
+        self.shape = shape
+        self.zero_dense, _ = dense_gradient_buffer(shape)   # an empty shard's gradients
+        self.zero_dense.fill(0)
+        self.values = np.empty((0, shape.embed_dim), shape.dtype)
+        self.merged_rows = np.empty(0, np.int64)
+        self.merged_values = np.empty((0, shape.embed_dim), shape.dtype)
+        self.gathered_rows = np.empty(0, np.int64)
+        self.gathered_values = np.empty((0, shape.embed_dim), shape.dtype)
+        self.table = np.full(shape.n_vocab, -1, np.int32)
+        self.bitmap = np.zeros(shape.n_vocab, np.uint8)
+        self.dense_L: np.ndarray | None = None
+        self.draws = np.empty((0, shape.hidden), shape.dtype)
+        self.stats = np.zeros(3, np.float64)
+
+    @staticmethod
+    def grown(buf: np.ndarray, rows: int) -> np.ndarray:
+        """buf with room for at least `rows` rows (grown by a quarter when it must grow)."""
+        if buf.shape[0] >= rows:
+            return buf
+        return np.empty((rows + rows // 4 + 16,) + buf.shape[1:], buf.dtype)
+
+
+_buffers: dict = {}
+
+
+def _buffers_for(shape: _Shape) -> _Buffers:
+    buf = _buffers.get(shape)
+    if buf is None:
+        if len(_buffers) >= 4:
+            _buffers.pop(next(iter(_buffers)))
+        buf = _buffers[shape] = _Buffers(shape)
+    return buf
+
+
+def _check_shard(p, idx, y, opt, dropout, l2, rng, path, exchange):
+    """Everything train_step checks on one rank; returns what the step needs."""
+    if not isinstance(opt, Optimizer):
+        raise TypeError(f"opt must be a fastgrad optimizer (SGD, AdaGrad, Adam), "
+                        f"got {type(opt).__name__}")
+    dropout = _check_dropout(dropout)
+    l2 = _check_real(l2, "l2")
+    _check_path(path)
+    if exchange not in EXCHANGES:
+        raise ValueError(f"exchange must be one of {EXCHANGES}, got {exchange!r}")
+    generator = _as_generator(rng) if dropout > 0 and rng is not None else None
+    if dropout > 0 and rng is None:
+        raise ValueError("rng must be given (an int seed, the same on every rank, or equal "
+                         "Generators) when dropout > 0: the masks must agree across ranks")
+    shape = _check_params(p, writeable=True)
+    opt._check_for(shape)
+    idx = _as_index_array(idx, "idx", 2)
+    y = _as_index_array(y, "y", 1)
+    if idx.shape[0] == 0:   # an empty shard: only the shapes to check
+        if idx.shape[1] != shape.n_features:
+            raise ValueError(f"idx must have {shape.n_features} columns, got shape {idx.shape}")
+        if y.shape[0] != 0:
+            raise ValueError(f"y must have length 0 (the rows of idx), got {y.shape[0]}")
+        prepared = None
+    else:
+        prepared = _prepare(p, idx, y, path, writeable=True, backward=True)
+    return shape, prepared, dropout, l2, generator
+
+
+def train_step(p, idx, y, opt: Optimizer, comm, *, dropout: float = 0.0, l2: float = 0.0,
+               rng=None, path: str = "auto", exchange: str = "auto") -> float:
+    """One data-parallel training step: every rank's p and opt updated identically.
+
+    Parameters
+    ----------
+    p, opt : the rank's replica (made equal on every rank by ``broadcast``)
+    idx, y : this rank's shard of the global batch, (n_r, m) and (n_r,); shards may
+        differ in size and one may be empty; the global batch is the shards in rank order
+    comm : mpi4py communicator
+    dropout, l2 : as in fastgrad.train_step; the dropout mask of a global row is the
+        one a single process would draw for it
+    rng : int seed or numpy Generator, needed when dropout > 0, equal on every rank
+    path : "auto", "dense" or "factored", per rank
+    exchange : "auto" (fewest bytes, see choose_exchange), "allgather", "union", "dense"
+
+    Returns
+    -------
+    float
+        The global batch's mean loss before the update, the same on every rank.
+        Bad input on any rank raises the same error on every rank, and a non-finite
+        loss raises FloatingPointError everywhere; then nothing is written anywhere.
+    """
+    MPI = _mpi()
+    rank, size = _check_comm(comm)
+    error, shape, prepared, generator = None, None, None, None
+    n_rows = 0
+    try:
+        shape, prepared, dropout, l2, generator = _check_shard(p, idx, y, opt, dropout, l2,
+                                                               rng, path, exchange)
+        n_rows = 0 if prepared is None else prepared.n
+    except (TypeError, ValueError) as err:
+        error = err
+    rng_state = None if generator is None else \
+        hashlib.sha256(repr(generator.bit_generator.state).encode()).hexdigest()[:16]
+    common = (shape, _opt_signature(opt) if isinstance(opt, Optimizer) else None,
+              getattr(opt, "steps", None), dropout, l2, rng_state, exchange)
+    signatures = _agree(comm, error, (n_rows, common))
+    _same_everywhere([sig[1] for sig in signatures],
+                     "the call (model shape, optimizer and its steps, dropout, l2, rng, exchange)")
+    counts = [sig[0] for sig in signatures]
+    global_rows = sum(counts)
+    if global_rows == 0:
+        raise ValueError("the global batch is empty (every rank's shard has 0 rows)")
+    assert shape is not None
+    p = Params(*p)
+    buf = _buffers_for(shape)
+    lo = sum(counts[:rank])
+    clock = _Clock()
+
+    keep = 1.0
+    if dropout > 0:
+        keep = 1.0 - dropout
+        buf.draws = draws = buf.grown(buf.draws, global_rows)
+        generator.random(out=draws[:global_rows], dtype=draws.dtype)
+        if prepared is not None:
+            np.copyto(prepared.ws.dropout_draws(), draws[lo:lo + n_rows])
+
+    # ---- forward and backward on the shard ----
+    k_rows, loss, correct = 0, 0.0, 0
+    if prepared is not None:
+        ws = prepared.ws
+        buf.values = ws.values_into = buf.grown(buf.values, n_rows * shape.n_features)
+        try:
+            loss, k_rows, _ = _run(_kernels.MODE_GRAD, prepared, keep=keep,
+                                   mean_over=global_rows)
+        finally:
+            ws.values_into = None
+        dense = ws.dense_grads
+        my_rows, my_values = ws.grad_rows[:k_rows], buf.values[:k_rows]
+        correct = int(ws.row_correct[:n_rows].sum())
+    else:
+        dense = buf.zero_dense
+        my_rows, my_values = buf.merged_rows[:0], buf.values[:0]
+    clock.lap("compute")
+
+    # ---- the loss, and how many rows each rank touched ----
+    stats = buf.stats
+    stats[:] = (loss, k_rows, correct)
+    everyone = np.empty((size, 3), np.float64)
+    comm.Allgather(stats, everyone)
+    global_loss = float(np.sum(everyone[:, 0]))
+    if not math.isfinite(global_loss):
+        raise FloatingPointError(f"the global loss is {global_loss}: some rank's parameters "
+                                 "hold NaN or Inf where its shard reads them; nothing was "
+                                 "updated on any rank")
+    touched = [int(k) for k in everyone[:, 1]]
+    if exchange == "auto":
+        exchange = choose_exchange(size, shape.n_vocab, shape.embed_dim,
+                                   shape.dtype.itemsize, touched)
+
+    # ---- sum the gradients over the ranks ----
+    comm.Allreduce(MPI.IN_PLACE, dense, op=MPI.SUM)
+    rows, values, sent = _exchange_rows(comm, MPI, exchange, buf, my_rows, my_values, touched)
+    clock.lap("exchange")
+
+    # ---- the same update on every rank ----
+    views = _dense_views(dense, shape)
+    with _ParamsWriteLock(p):
+        _kernels.apply_update(opt._rule(l2), p.L, p.W, p.b1, p.U, p.b2, rows, values, *views,
+                              opt.state1, opt.state2, get_num_threads())
+        opt.steps += 1
+    if prepared is None:
+        buf.zero_dense.fill(0)   # the allreduce wrote the sums into it
+    _last[0] = StepReport(global_rows, n_rows, exchange, len(rows),
+                          dense.nbytes, sent, clock.seconds["compute"],
+                          clock.seconds["exchange"])
+    _last_correct[0] = int(np.sum(everyone[:, 2]))
+    return global_loss
+
+
+_last_correct = [0]
+
+
+def _dense_views(flat: np.ndarray, shape: _Shape) -> tuple[np.ndarray, ...]:
+    width = shape.n_features * shape.embed_dim
+    a = width * shape.hidden
+    b = a + shape.hidden
+    c = b + shape.hidden * shape.n_classes
+    return (flat[:a].reshape(width, shape.hidden), flat[a:b],
+            flat[b:c].reshape(shape.hidden, shape.n_classes), flat[c:])
+
+
+def _exchange_rows(comm, MPI, exchange: str, buf: _Buffers, my_rows: np.ndarray,
+                   my_values: np.ndarray, touched: list[int]):
+    """The summed embedding gradient (rows, values) of the global batch, on every rank.
+
+    Returns (rows, values, bytes this rank sent).
+    """
+    d = buf.shape.embed_dim
+    k = len(my_rows)
+    if exchange == "allgather":
+        total = sum(touched)
+        buf.gathered_rows = rows_in = buf.grown(buf.gathered_rows, total)
+        buf.gathered_values = values_in = buf.grown(buf.gathered_values, total)
+        comm.Allgatherv(my_rows, [rows_in, touched])
+        comm.Allgatherv(my_values, [values_in, [t * d for t in touched]])
+        buf.merged_rows = out_rows = buf.grown(buf.merged_rows, total)
+        buf.merged_values = out_values = buf.grown(buf.merged_values, total)
+        n = _kernels.merge_rows(rows_in[:total], values_in[:total], buf.table, out_rows,
+                                out_values)
+        return out_rows[:n], out_values[:n], my_rows.nbytes + my_values.nbytes
+    if exchange == "union":
+        bitmap = buf.bitmap
+        bitmap[my_rows] = 1
+        comm.Allreduce(MPI.IN_PLACE, bitmap, op=MPI.BOR)
+        union = np.flatnonzero(bitmap)
+        bitmap.fill(0)
+        buf.merged_values = values = buf.grown(buf.merged_values, len(union))
+        out = values[:len(union)]
+        out.fill(0)
+        out[np.searchsorted(union, my_rows)] = my_values
+        comm.Allreduce(MPI.IN_PLACE, out, op=MPI.SUM)
+        return union, out, bitmap.nbytes + out.nbytes
+    if exchange == "dense":
+        shape = buf.shape
+        if buf.dense_L is None:
+            buf.dense_L = np.empty((shape.n_vocab, d + 1), shape.dtype)
+        table = buf.dense_L
+        table.fill(0)
+        table[my_rows, :d] = my_values
+        table[my_rows, d] = 1   # touched by this rank: the sum counts the ranks
+        comm.Allreduce(MPI.IN_PLACE, table, op=MPI.SUM)
+        rows = np.flatnonzero(table[:, d])
+        return rows, np.ascontiguousarray(table[rows, :d]), table.nbytes
+    raise ValueError(f"exchange must be one of {EXCHANGES}, got {exchange!r}")
+
+
+class _Clock:
+    def __init__(self):
+        import time
+        self._now = time.perf_counter
+        self._t = self._now()
+        self.seconds = {"compute": 0.0, "exchange": 0.0}
+
+    def lap(self, what: str) -> None:
+        t = self._now()
+        self.seconds[what] += t - self._t
+        self._t = t
+
+
+def evaluate(p, idx, y, comm, *, batch_size: int = 4096, path: str = "auto"):
+    """(mean loss, accuracy) of the data set made of every rank's (idx, y), in rank order.
+
+    Each rank evaluates its own rows; the sums are allreduced (a rank may hold none).
+    """
+    from fastgrad._fit import evaluate as local_evaluate
+    _check_comm(comm)
+    error, stats = None, np.zeros(3, np.float64)
+    try:
+        idx = _as_index_array(idx, "idx", 2)
+        y = _as_index_array(y, "y", 1)
+        if len(idx):
+            value, accuracy = local_evaluate(p, idx, y, batch_size=batch_size, path=path)
+            stats[:] = (value * len(idx), accuracy * len(idx), len(idx))
+        else:
+            _check_params(p, writeable=False)
+    except (TypeError, ValueError) as err:
+        error = err
+    _agree(comm, error, None)
+    total = np.empty_like(stats)
+    MPI = _mpi()
+    comm.Allreduce(stats, total, op=MPI.SUM)
+    if total[2] == 0:
+        raise ValueError("the data set is empty on every rank")
+    return float(total[0] / total[2]), float(total[1] / total[2])
+
+
+def data_checksum(*arrays: np.ndarray) -> int:
+    """A CRC-32 of the arrays' bytes (and shapes): fit checks that every rank holds the
+    same data set before it shards it."""
+    crc = 0
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        crc = zlib.crc32(repr((a.shape, a.dtype.str)).encode(), crc)
+        crc = zlib.crc32(memoryview(a).cast("B"), crc)
+    return crc
