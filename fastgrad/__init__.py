@@ -24,6 +24,7 @@ from fastgrad._precompute import Precomputed, precompute
 from fastgrad._fit import EpochStats, evaluate, fit
 from fastgrad import reference
 from fastgrad._gradcheck import gradcheck
+from fastgrad._io import ModelFileError, load, save
 from fastgrad._info import show_config
 
 __all__ = [
@@ -31,5 +32,5 @@ __all__ = [
     "predict", "loss", "loss_and_grad", "sgd_step", "gradcheck", "reference",
     "set_num_threads", "get_num_threads", "choose_path", "show_config",
     "SGD", "AdaGrad", "Adam", "train_step", "Precomputed", "precompute",
-    "EpochStats", "evaluate", "fit",
+    "EpochStats", "evaluate", "fit", "save", "load", "ModelFileError",
 ]

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastgrad import _kernels
+from fastgrad import _checkpoint, _kernels
 from fastgrad._api import _as_index_array, _check_dropout, _check_real, _prepare, _run
 from fastgrad._optim import Optimizer, _train_step
 from fastgrad._progress import ProgressBar
@@ -64,7 +64,8 @@ def evaluate(p, idx, y, *, batch_size: int = 4096, path: str = "auto") -> tuple[
 
 def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
         dropout: float = 0.0, l2: float = 0.0, shuffle_seed=0, validation=None,
-        progress: bool | None = None, path: str = "auto", comm=None) -> list[EpochStats]:
+        progress: bool | None = None, path: str = "auto", comm=None, checkpoint=None,
+        checkpoint_every: int | None = None, resume=None) -> list[EpochStats]:
     """Train p in place with opt over minibatches; returns one EpochStats per epoch.
 
     Each epoch visits the rows of (idx, y) once, in an order drawn from
@@ -79,6 +80,14 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
     moves), and every rank ends with the same parameters as one process running
     this fit alone, up to the order of floating-point sums. Validation is shared
     out the same way. Only rank 0 shows a progress bar.
+
+    checkpoint: a file that fit saves (atomically, through fastgrad.save) at the end
+    of every epoch and, with checkpoint_every=k, after every k-th optimizer step:
+    the model, the optimizer and the loop's position and random states. With comm,
+    rank 0 writes it. resume: such a file; fit loads it into p and opt and goes on
+    from where it was saved, ending bit for bit as the run that was never stopped
+    (same data and arguments; epochs may be raised). The history returned then
+    includes the epochs finished before the checkpoint.
     """
     if not isinstance(opt, Optimizer):
         raise TypeError(f"opt must be a fastgrad optimizer (SGD, AdaGrad, Adam), "
@@ -94,6 +103,10 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
             idx_v, y_v = validation
         except (TypeError, ValueError):
             raise TypeError("validation must be a pair (idx_v, y_v)") from None
+    if checkpoint_every is not None:
+        checkpoint_every = _check_count(checkpoint_every, "checkpoint_every")
+        if checkpoint is None:
+            raise ValueError("checkpoint_every needs checkpoint=PATH")
     step = _train_step
     if comm is not None:
         step, evaluate_on = _distributed_steps(comm, idx, y, validation)
@@ -105,14 +118,30 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
     batch_idx = np.empty((min(batch_size, n), idx.shape[1]), idx.dtype)
     batch_y = np.empty(min(batch_size, n), y.dtype)
     n_batches = -(-n // batch_size)
-    bar = ProgressBar(epochs * n_batches, enabled=progress)
-    history = []
+    state = _checkpoint.FitState(1, 0, shuffle_rng.bit_generator.state,
+                                 dropout_rng.bit_generator.state, 0.0, 0, 0.0, [])
+    if checkpoint is not None or resume is not None:
+        print_ = _checkpoint.fingerprint(idx, y, batch_size, dropout, l2, shuffle_seed)
+        if resume is not None:
+            state = _checkpoint.restore(resume, p, opt, print_, EpochStats)
+            shuffle_rng.bit_generator.state = state.shuffle_state
+            dropout_rng.bit_generator.state = state.dropout_state
+    writes = checkpoint is not None and (comm is None or comm.Get_rank() == 0)
+
+    def save_checkpoint(position: _checkpoint.FitState) -> None:
+        if writes:
+            _checkpoint.write(checkpoint, p, opt, position, print_)
+
+    history = list(state.history)
+    bar = ProgressBar((epochs - state.epoch + 1) * n_batches, enabled=progress)
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(state.epoch, epochs + 1):
+            resumed = epoch == state.epoch and state.start > 0
+            epoch_shuffle_state = shuffle_rng.bit_generator.state
             order = shuffle_rng.permutation(n)
-            t0 = time.perf_counter()
-            total_loss, n_correct = 0.0, 0
-            for start in range(0, n, batch_size):
+            t0 = time.perf_counter() - (state.seconds if resumed else 0.0)
+            total_loss, n_correct = (state.total_loss, state.n_correct) if resumed else (0.0, 0)
+            for start in range(state.start if resumed else 0, n, batch_size):
                 rows = order[start:start + batch_size]
                 bi, by = batch_idx[:len(rows)], batch_y[:len(rows)]
                 np.take(idx, rows, axis=0, out=bi)
@@ -121,6 +150,12 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
                 total_loss += J * len(rows)
                 n_correct += correct
                 bar.advance(f"epoch {epoch}/{epochs} loss {total_loss / (start + len(rows)):.4f}")
+                if checkpoint_every is not None and opt.steps % checkpoint_every == 0 \
+                        and start + len(rows) < n:
+                    save_checkpoint(_checkpoint.FitState(
+                        epoch, start + len(rows), epoch_shuffle_state,
+                        dropout_rng.bit_generator.state, total_loss, n_correct,
+                        time.perf_counter() - t0, history))
             seconds = time.perf_counter() - t0
             val_loss = val_acc = None
             if validation is not None:
@@ -128,6 +163,9 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
                     p, idx_v, y_v, batch_size=max(batch_size, 1024), path=path)
             history.append(EpochStats(epoch, total_loss / n, n_correct / n, val_loss, val_acc,
                                       seconds, n / seconds))
+            save_checkpoint(_checkpoint.FitState(epoch + 1, 0, shuffle_rng.bit_generator.state,
+                                                 dropout_rng.bit_generator.state, 0.0, 0, 0.0,
+                                                 history))
     finally:
         bar.close()
     return history
