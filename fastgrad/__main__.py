@@ -76,6 +76,21 @@ def inference(args) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    """argparse type: a positive integer, else a usage error (exit status 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _positive_list(text: str) -> list:
+    return [_positive(t) for t in text.split(",")]
+
+
 def main(argv=None) -> int:
     import fastgrad
 
@@ -99,15 +114,23 @@ def main(argv=None) -> int:
                         f"{TREEBANK}, real parser states, needs pip install turkish-treebanks)")
     b.add_argument("--variant", type=lambda s: s.split(","), default=list(VARIANTS),
                    help="uniform,skewed (default: both)")
-    b.add_argument("--threads", type=lambda s: [int(t) for t in s.split(",")], default=[1, 2],
+    b.add_argument("--threads", type=_positive_list, default=[1, 2],
                    help="comma-separated thread counts (default: 1,2)")
     b.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     b.add_argument("--methods", default=None,
                    help="comma-separated subset of fastgrad,fastgrad-dense,fastgrad-factored,"
                         "reference,floor,torch,jax (default: all installed but "
                         "fastgrad-factored)")
-    b.add_argument("--rounds", type=int, default=5, help="timed rounds per scenario")
-    b.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    b.add_argument("--rounds", type=_positive, default=5, help="timed rounds per scenario")
+    b.add_argument("--warmup", type=int, default=1, choices=range(0, 100), metavar="0..99",
+                   help="untimed rounds first")
+    b.add_argument("--distributed", action="store_true",
+                   help="data-parallel steps over MPI: run as mpiexec -n P fastgrad bench "
+                        "--distributed (weak and strong scaling, compute vs exchange, bytes)")
+    b.add_argument("--rows-per-rank", type=_positive, default=1024,
+                   help="with --distributed: rows of each rank's shard (default 1024)")
+    b.add_argument("--steps", type=_positive, default=10,
+                   help="with --distributed: steps timed per measurement (default 10)")
     b.add_argument("--json", metavar="PATH", help="write the results as JSON")
     b.add_argument("--plot", metavar="PATH", help="write a PNG bar chart (needs matplotlib)")
     inf = sub.add_parser("inference", help="predict_proba vs precomputed inference")
@@ -129,6 +152,16 @@ def main(argv=None) -> int:
         for v in args.variant:
             if v not in VARIANTS:
                 parser.error(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+        if args.distributed:
+            try:
+                from fastgrad import bench_distributed
+                import mpi4py  # noqa: F401
+            except ImportError:
+                parser.error("--distributed needs mpi4py: pip install 'fastgrad[mpi]'")
+            if "--config" not in " ".join(argv):
+                args.config = ["parser", "cm2014"] + (
+                    [TREEBANK] if treebank_available() else [])
+            return bench_distributed.main(args)
         return bench(args)
     if args.command == "config":
         fastgrad.show_config()
