@@ -21,7 +21,8 @@ from fastgrad._api import (
 )
 from fastgrad._optim import SGD, AdaGrad, Adam, train_step
 from fastgrad._precompute import Precomputed, precompute
-from fastgrad._fit import EpochStats, evaluate, fit
+from fastgrad._evaluate import evaluate
+from fastgrad._fit import EpochStats, fit
 from fastgrad import reference
 from fastgrad._gradcheck import gradcheck
 from fastgrad._io import ModelFileError, load, save

@@ -12,6 +12,7 @@ equal to the run that was never interrupted.
 from __future__ import annotations
 
 import os
+import zlib
 from typing import NamedTuple
 
 import numpy as np
@@ -39,7 +40,6 @@ class FitState(NamedTuple):
 def fingerprint(idx: np.ndarray, y: np.ndarray, batch_size: int, dropout: float, l2: float,
                 shuffle_seed) -> dict:
     """What a resumed run must share with the run that saved the checkpoint."""
-    from fastgrad.distributed import data_checksum   # no MPI needed: a CRC of the bytes
     return {"rows": int(idx.shape[0]), "features": int(idx.shape[1]),
             "batch_size": batch_size, "dropout": dropout, "l2": l2,
             "shuffle_seed": repr(shuffle_seed), "data_crc32": data_checksum(idx, y)}
@@ -93,3 +93,14 @@ def _hyper(opt) -> dict:
         return {}
     return {k: v for k, v in vars(opt).items()
             if k not in ("state1", "state2", "_shape", "steps") and not isinstance(v, np.ndarray)}
+
+
+def data_checksum(*arrays: np.ndarray) -> int:
+    """A CRC-32 of the arrays' bytes (and shapes): fit checks that a checkpoint belongs to
+    its data, and that every MPI rank holds the same data set before it shards it."""
+    crc = 0
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        crc = zlib.crc32(repr((a.shape, a.dtype.str)).encode(), crc)
+        crc = zlib.crc32(memoryview(a).cast("B"), crc)
+    return crc

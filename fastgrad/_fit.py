@@ -1,4 +1,4 @@
-"""A minibatch training loop, and evaluation in batches."""
+"""A minibatch training loop (single process, or data-parallel over MPI)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastgrad import _checkpoint, _kernels
-from fastgrad._api import _as_index_array, _check_dropout, _check_real, _prepare, _run
+from fastgrad import _checkpoint
+from fastgrad._api import _check_dropout, _check_real
+from fastgrad._evaluate import _as_dataset, _check_count, evaluate
 from fastgrad._optim import Optimizer, _train_step
 from fastgrad._progress import ProgressBar
 
-__all__ = ["EpochStats", "evaluate", "fit"]
+__all__ = ["EpochStats", "fit"]
 
 
 class EpochStats(NamedTuple):
@@ -27,39 +28,6 @@ class EpochStats(NamedTuple):
     val_accuracy: float | None
     seconds: float
     examples_per_s: float
-
-
-def _check_count(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _as_dataset(idx, y) -> tuple[np.ndarray, np.ndarray]:
-    """idx (N, m) and y (N,) as index arrays of one non-zero length, else an error."""
-    idx = _as_index_array(idx, "idx", 2)
-    y = _as_index_array(y, "y", 1)
-    if y.shape[0] != idx.shape[0]:
-        raise ValueError(f"y must have length {idx.shape[0]} (the rows of idx), got {y.shape[0]}")
-    if idx.shape[0] == 0:
-        raise ValueError("idx is an empty data set (0 rows)")
-    return idx, y
-
-
-def evaluate(p, idx, y, *, batch_size: int = 4096, path: str = "auto") -> tuple[float, float]:
-    """(mean loss, accuracy) over a data set, batch by batch, in one forward pass each.
-
-    Accuracy counts a row as right when its label's logit is the largest.
-    """
-    batch_size = _check_count(batch_size, "batch_size")
-    idx, y = _as_dataset(idx, y)
-    total_loss, n_correct = 0.0, 0
-    for start in range(0, idx.shape[0], batch_size):
-        prepared = _prepare(p, idx[start:start + batch_size], y[start:start + batch_size],
-                            path, writeable=False, backward=False)
-        total_loss += float(_run(_kernels.MODE_LOSS, prepared)[0]) * prepared.n
-        n_correct += int(prepared.ws.row_correct[:prepared.n].sum())
-    return total_loss / idx.shape[0], n_correct / idx.shape[0]
 
 
 def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
@@ -177,7 +145,7 @@ def _distributed_steps(comm, idx, y, validation):
 
     rank, size = fd._check_comm(comm)
     arrays = [idx, y] + ([] if validation is None else [np.asarray(a) for a in validation])
-    signatures = fd._agree(comm, None, fd.data_checksum(*arrays))
+    signatures = fd._agree(comm, None, _checkpoint.data_checksum(*arrays))
     fd._same_everywhere(signatures, "the data set (idx, y, validation) given to fit")
 
     def step(p, bi, by, opt, dropout, l2, rng, path):

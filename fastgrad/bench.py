@@ -20,6 +20,7 @@ import numpy as np
 import fastgrad
 from fastgrad._progress import ProgressBar
 from fastgrad import reference
+from fastgrad._timing import SETTLE_S, time_round  # noqa: F401  (the harness's timing round)
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,6 @@ def distinct_pairs(idx: np.ndarray) -> int:
 # ---------------------------------------------------------------------------
 
 LR = 1e-3
-SETTLE_S = 0.12  # quiet time before each method at more than one thread (see run_scenario)
 
 
 def _fastgrad_step(path):
@@ -312,27 +312,6 @@ def set_threads(n_threads: int) -> None:
     threadpool_limits(limits=n_threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n_threads)
-
-
-def time_round(steps: dict, settle: bool) -> dict:
-    """One interleaved round: seconds of one call of each step, in turn.
-
-    The previous step's thread pool (OpenBLAS, torch, XLA) keeps its workers
-    spinning for ~0.1 s after its last call; on a machine with as many cores as
-    threads they halve the next step's speed (measured: fastgrad's 2-thread
-    parser step 13-15 ms after 0.1-0.3 s of quiet, 23-30 ms right after numpy's).
-    That belongs to nobody's step: with settle, each waits SETTLE_S first; each
-    then makes one untimed call (workspaces, first-call costs) before the timed one.
-    """
-    seconds = {}
-    for name, step in steps.items():
-        if settle:
-            time.sleep(SETTLE_S)
-        step()
-        t0 = time.perf_counter()
-        step()
-        seconds[name] = time.perf_counter() - t0
-    return seconds
 
 
 def run_scenario(config: Config, variant: str, n_threads: int, dtype, methods,

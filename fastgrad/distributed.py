@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import zlib
 from typing import NamedTuple
 
 import numpy as np
@@ -46,6 +45,7 @@ from fastgrad._api import (
     _check_real, _ParamsWriteLock, _prepare, _run, _Shape, dense_gradient_buffer,
     get_num_threads,
 )
+from fastgrad._evaluate import evaluate as local_evaluate
 from fastgrad._optim import Optimizer
 
 __all__ = ["broadcast", "train_step", "check_replicas", "evaluate", "shard_bounds",
@@ -504,7 +504,6 @@ def evaluate(p, idx, y, comm, *, batch_size: int = 4096, path: str = "auto"):
 
     Each rank evaluates its own rows; the sums are allreduced (a rank may hold none).
     """
-    from fastgrad._fit import evaluate as local_evaluate
     _check_comm(comm)
     error, stats = None, np.zeros(3, np.float64)
     try:
@@ -524,14 +523,3 @@ def evaluate(p, idx, y, comm, *, batch_size: int = 4096, path: str = "auto"):
     if total[2] == 0:
         raise ValueError("the data set is empty on every rank")
     return float(total[0] / total[2]), float(total[1] / total[2])
-
-
-def data_checksum(*arrays: np.ndarray) -> int:
-    """A CRC-32 of the arrays' bytes (and shapes): fit checks that every rank holds the
-    same data set before it shards it."""
-    crc = 0
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        crc = zlib.crc32(repr((a.shape, a.dtype.str)).encode(), crc)
-        crc = zlib.crc32(memoryview(a).cast("B"), crc)
-    return crc

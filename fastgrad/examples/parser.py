@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 import fastgrad
-from fastgrad.bench import time_round
+from fastgrad._timing import time_round
 
 TREEBANK_PACKAGE = "turkish-treebanks"
 TREEBANK_FILES = ("data/web.conllu", "data/wiki.conllu")

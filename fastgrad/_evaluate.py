@@ -1,0 +1,43 @@
+"""Evaluation in batches, and the data-set checks that fit shares."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastgrad import _kernels
+from fastgrad._api import _as_index_array, _prepare, _run
+
+__all__ = ["evaluate"]
+
+
+def _check_count(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _as_dataset(idx, y) -> tuple[np.ndarray, np.ndarray]:
+    """idx (N, m) and y (N,) as index arrays of one non-zero length, else an error."""
+    idx = _as_index_array(idx, "idx", 2)
+    y = _as_index_array(y, "y", 1)
+    if y.shape[0] != idx.shape[0]:
+        raise ValueError(f"y must have length {idx.shape[0]} (the rows of idx), got {y.shape[0]}")
+    if idx.shape[0] == 0:
+        raise ValueError("idx is an empty data set (0 rows)")
+    return idx, y
+
+
+def evaluate(p, idx, y, *, batch_size: int = 4096, path: str = "auto") -> tuple[float, float]:
+    """(mean loss, accuracy) over a data set, batch by batch, in one forward pass each.
+
+    Accuracy counts a row as right when its label's logit is the largest.
+    """
+    batch_size = _check_count(batch_size, "batch_size")
+    idx, y = _as_dataset(idx, y)
+    total_loss, n_correct = 0.0, 0
+    for start in range(0, idx.shape[0], batch_size):
+        prepared = _prepare(p, idx[start:start + batch_size], y[start:start + batch_size],
+                            path, writeable=False, backward=False)
+        total_loss += float(_run(_kernels.MODE_LOSS, prepared)[0]) * prepared.n
+        n_correct += int(prepared.ws.row_correct[:prepared.n].sum())
+    return total_loss / idx.shape[0], n_correct / idx.shape[0]
