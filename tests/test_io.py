@@ -188,7 +188,7 @@ def test_a_process_killed_while_saving_leaves_a_whole_file(tmp_path):
     rng = np.random.default_rng(0)
     for attempt in range(12):
         child = subprocess.Popen([sys.executable, "-c", SAVER, str(path)],
-                                 stdout=subprocess.PIPE, text=True)
+                                 stdout=subprocess.PIPE, text=True, cwd=tmp_path)
         assert child.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.0, 0.15))
         child.send_signal(signal.SIGKILL)
@@ -219,11 +219,13 @@ def test_training_killed_mid_epoch_resumes_bit_for_bit(tmp_path):
     ckpt = tmp_path / "run.npz"
     epochs = 3
     # the run that is never interrupted
+    # cwd: a folder without the source tree, so the children import the installed fastgrad
     subprocess.run([sys.executable, "-c", TRAINER, str(tmp_path / "ref.npz"), str(epochs)],
-                   check=True, timeout=300)
+                   check=True, timeout=300, cwd=tmp_path)
     ref_p, ref_opt, ref_meta = fastgrad.load(str(tmp_path / "ref.npz") + ".final.npz")
     # the run that is killed mid-epoch, once a few checkpoints exist
-    child = subprocess.Popen([sys.executable, "-c", TRAINER, str(ckpt), str(epochs)])
+    child = subprocess.Popen([sys.executable, "-c", TRAINER, str(ckpt), str(epochs)],
+                             cwd=tmp_path)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if ckpt.exists():
@@ -236,7 +238,7 @@ def test_training_killed_mid_epoch_resumes_bit_for_bit(tmp_path):
     assert child.wait() == -signal.SIGKILL
     assert not os.path.exists(str(ckpt) + ".final.npz")   # it was stopped before the end
     subprocess.run([sys.executable, "-c", TRAINER, str(ckpt), str(epochs), str(ckpt)],
-                   check=True, timeout=300)
+                   check=True, timeout=300, cwd=tmp_path)
     p, opt, meta = fastgrad.load(str(ckpt) + ".final.npz")
     for a, b in zip(p, ref_p):
         np.testing.assert_array_equal(a, b)

@@ -20,8 +20,9 @@ def run_child(code, **env):
     environment = {k: v for k, v in os.environ.items()
                    if k not in ("OMP_NUM_THREADS", "MPI_LOCALNRANKS")}
     environment.update(env)
+    # cwd "/": the child imports the installed fastgrad, never a source tree in cwd
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=environment,
-                         capture_output=True, text=True, check=True, timeout=120)
+                         capture_output=True, text=True, check=True, timeout=120, cwd="/")
     return out.stdout.strip().splitlines()[-1]
 
 
