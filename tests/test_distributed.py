@@ -1,6 +1,6 @@
 """Data-parallel training over MPI (fastgrad.distributed).
 
-Run under MPI: ``mpiexec -n 2 python -m pytest tests/test_distributed.py`` (CI does,
+Run under MPI: ``mpiexec -n 2 pytest tests/test_distributed.py`` (CI does,
 under a timeout). Under plain pytest the same tests run on a one-rank communicator
 (the distributed step must then equal the single-process step too). Every rank
 computes the single-process reference on the concatenated global batch itself,
