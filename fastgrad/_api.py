@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 import threading
 from collections import OrderedDict
 from typing import NamedTuple

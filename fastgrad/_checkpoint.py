@@ -73,9 +73,11 @@ def restore(path, p: Params, opt, print_: dict, make_stats) -> FitState:
         if a.shape != b.shape or a.dtype != b.dtype:
             raise ValueError(f"resume={path!r}: p.{name} is {b.dtype}{b.shape} there, "
                              f"{a.dtype}{a.shape} here")
-    if opt_q is None or type(opt_q) is not type(opt) or _hyper(opt_q) != _hyper(opt):
+    if opt_q is None or type(opt_q) is not type(opt) or \
+            opt_q.hyperparameters() != opt.hyperparameters():
         raise ValueError(f"resume={path!r}: its optimizer ({opt_q!r}, "
-                         f"{_hyper(opt_q)}) is not this fit's ({opt!r}, {_hyper(opt)})")
+                         f"{opt_q and opt_q.hyperparameters()}) is not this fit's "
+                         f"({opt!r}, {opt.hyperparameters()})")
     for a, b in zip(p, q):
         np.copyto(a, b)
     for which in ("state1", "state2"):
@@ -86,13 +88,6 @@ def restore(path, p: Params, opt, print_: dict, make_stats) -> FitState:
     fit = header["fit"]
     fit["history"] = [make_stats(*stats) for stats in fit["history"]]
     return FitState(**fit)
-
-
-def _hyper(opt) -> dict:
-    if opt is None:
-        return {}
-    return {k: v for k, v in vars(opt).items()
-            if k not in ("state1", "state2", "_shape", "steps") and not isinstance(v, np.ndarray)}
 
 
 def data_checksum(*arrays: np.ndarray) -> int:

@@ -10,7 +10,7 @@ import numpy as np
 from fastgrad import _checkpoint
 from fastgrad._api import _check_dropout, _check_real
 from fastgrad._evaluate import _as_dataset, _check_count, evaluate
-from fastgrad._optim import Optimizer, _train_step
+from fastgrad._optim import Optimizer, _check_optimizer, _train_step
 from fastgrad._progress import ProgressBar
 
 __all__ = ["EpochStats", "fit"]
@@ -57,9 +57,7 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
     (same data and arguments; epochs may be raised). The history returned then
     includes the epochs finished before the checkpoint.
     """
-    if not isinstance(opt, Optimizer):
-        raise TypeError(f"opt must be a fastgrad optimizer (SGD, AdaGrad, Adam), "
-                        f"got {type(opt).__name__}")
+    _check_optimizer(opt)
     epochs = _check_count(epochs, "epochs")
     batch_size = _check_count(batch_size, "batch_size")
     dropout = _check_dropout(dropout)
@@ -152,7 +150,7 @@ def _distributed_steps(comm, idx, y, validation):
         lo, hi = fd.shard_bounds(len(bi), rank, size)
         J = fd.train_step(p, bi[lo:hi], by[lo:hi], opt, comm, dropout=dropout, l2=l2,
                           rng=rng, path=path)
-        return J, fd._last_correct[0]
+        return J, fd.last_step().correct
 
     def evaluate_on(p, idx_v, y_v, *, batch_size, path):
         idx_v, y_v = _as_dataset(idx_v, y_v)

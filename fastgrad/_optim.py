@@ -72,6 +72,11 @@ class Optimizer:
         """The kernels' update rule for the next step."""
         raise NotImplementedError
 
+    def hyperparameters(self) -> dict:
+        """The settings that define the update (not the state arrays, nor the step count)."""
+        return {k: v for k, v in vars(self).items()
+                if k not in ("state1", "state2", "_shape", "steps")}
+
     def _check_for(self, shape: _Shape) -> None:
         if shape != self._shape:
             raise ValueError(f"opt was made for parameters {self._shape}, but p has {shape}; "
@@ -159,11 +164,16 @@ def train_step(p, idx, y, opt: Optimizer, *, dropout: float = 0.0, l2: float = 0
     return _train_step(p, idx, y, opt, dropout, l2, rng, path)[0]
 
 
-def _train_step(p, idx, y, opt, dropout, l2, rng, path) -> tuple[float, int]:
-    """train_step, also returning how many rows the model got right before the update."""
+def _check_optimizer(opt) -> Optimizer:
     if not isinstance(opt, Optimizer):
         raise TypeError(f"opt must be a fastgrad optimizer (SGD, AdaGrad, Adam), "
                         f"got {type(opt).__name__}")
+    return opt
+
+
+def _train_step(p, idx, y, opt, dropout, l2, rng, path) -> tuple[float, int]:
+    """train_step, also returning how many rows the model got right before the update."""
+    _check_optimizer(opt)
     dropout = _check_dropout(dropout)
     l2 = _check_real(l2, "l2")
     prepared = _prepare(p, idx, y, path, writeable=True, backward=True)

@@ -50,6 +50,7 @@ def _steps(step, n_steps: int) -> list[float]:
 
 
 def run(comm, configs, rows_per_rank: int, rounds: int, steps: int, dtype) -> list[dict]:
+    from mpi4py import MPI
     size, rank = comm.Get_size(), comm.Get_rank()
     results = []
     for name in configs:
@@ -86,7 +87,7 @@ def run(comm, configs, rows_per_rank: int, rounds: int, steps: int, dtype) -> li
                 reports.append(fd.last_step())
             comm.Barrier()
             times = _steps(step, steps)
-            worst = comm.allreduce(statistics.median(times), op=_max(comm))
+            worst = comm.allreduce(statistics.median(times), op=MPI.MAX)
             return worst, reports
 
         samples = {"1x1": [], f"1x{size}": [], "weak": [], "strong": []}
@@ -119,11 +120,6 @@ def run(comm, configs, rows_per_rank: int, rounds: int, steps: int, dtype) -> li
             row[f"{kind}_touched_rows"] = last[-1].touched_rows
         results.append(row)
     return results
-
-
-def _max(comm):
-    from mpi4py import MPI
-    return MPI.MAX
 
 
 def format_table(results) -> str:

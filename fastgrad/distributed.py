@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -46,7 +47,8 @@ from fastgrad._api import (
     get_num_threads,
 )
 from fastgrad._evaluate import evaluate as local_evaluate
-from fastgrad._optim import Optimizer
+from fastgrad._io import _named_arrays
+from fastgrad._optim import Optimizer, _check_optimizer
 
 __all__ = ["broadcast", "train_step", "check_replicas", "evaluate", "shard_bounds",
            "choose_exchange", "EXCHANGES", "ReplicaMismatch", "StepReport", "last_step"]
@@ -73,6 +75,7 @@ class StepReport(NamedTuple):
     bytes_embedding: int      # bytes this rank sent for the embedding gradient (model)
     seconds_compute: float    # forward and backward on the shard
     seconds_exchange: float   # every collective of the step
+    correct: int              # rows of the global batch the model got right before the update
 
 
 _last: list[StepReport | None] = [None]
@@ -129,9 +132,8 @@ def _same_everywhere(signatures: list, what: str) -> None:
 def _opt_signature(opt: Optimizer | None):
     if opt is None:
         return None
-    hyper = {k: v for k, v in vars(opt).items()
-             if k not in ("state1", "state2", "_shape") and not isinstance(v, np.ndarray)}
-    return type(opt).__name__, tuple(sorted((k, repr(v)) for k, v in hyper.items()))
+    hyper = opt.hyperparameters()
+    return type(opt).__name__, opt.steps, tuple(sorted((k, repr(v)) for k, v in hyper.items()))
 
 
 def _check_opt(opt, shape: _Shape) -> None:
@@ -141,16 +143,6 @@ def _check_opt(opt, shape: _Shape) -> None:
         raise TypeError(f"opt must be a fastgrad optimizer (SGD, AdaGrad, Adam) or None, "
                         f"got {type(opt).__name__}")
     opt._check_for(shape)
-
-
-def _arrays(p: Params, opt: Optimizer | None) -> list[tuple[str, np.ndarray]]:
-    named = [(f"p.{name}", a) for name, a in zip(Params._fields, p)]
-    if opt is not None:
-        for which in ("state1", "state2"):
-            state = getattr(opt, which)
-            if state is not None:
-                named += [(f"opt.{which}.{name}", a) for name, a in zip(Params._fields, state)]
-    return named
 
 
 def broadcast(p, opt, comm, root: int = 0) -> None:
@@ -180,12 +172,12 @@ def broadcast(p, opt, comm, root: int = 0) -> None:
     _same_everywhere(signatures, "the model (shapes, dtype, optimizer kind)")
     p = Params(*p)
     with _ParamsWriteLock(p):
-        for _, a in _arrays(p, opt):
+        for _, a in _named_arrays(p, opt).items():
             comm.Bcast(a, root=root)
         if opt is not None:
-            hyper = comm.bcast({k: v for k, v in vars(opt).items()
-                                if k not in ("state1", "state2", "_shape")}, root=root)
-            vars(opt).update(hyper)
+            hyper = comm.bcast((opt.hyperparameters(), opt.steps), root=root)
+            vars(opt).update(hyper[0])
+            opt.steps = hyper[1]
 
 
 def _digest(a: np.ndarray) -> str:
@@ -203,7 +195,7 @@ def check_replicas(p, opt, comm) -> None:
     try:
         shape = _check_params(p, writeable=False)
         _check_opt(opt, shape)
-        digests = [(name, _digest(a)) for name, a in _arrays(Params(*p), opt)]
+        digests = [(name, _digest(a)) for name, a in _named_arrays(Params(*p), opt).items()]
         digests.append(("opt", repr(_opt_signature(opt))))
     except (TypeError, ValueError) as err:
         error = err
@@ -256,7 +248,8 @@ class _Buffers:
 
     def __init__(self, shape: _Shape):
         self.shape = shape
-        self.zero_dense, _ = dense_gradient_buffer(shape)   # an empty shard's gradients
+        # an empty shard's gradients
+        self.zero_dense, self.zero_views = dense_gradient_buffer(shape)
         self.zero_dense.fill(0)
         self.values = np.empty((0, shape.embed_dim), shape.dtype)
         self.merged_rows = np.empty(0, np.int64)
@@ -291,9 +284,7 @@ def _buffers_for(shape: _Shape) -> _Buffers:
 
 def _check_shard(p, idx, y, opt, dropout, l2, rng, path, exchange):
     """Everything train_step checks on one rank; returns what the step needs."""
-    if not isinstance(opt, Optimizer):
-        raise TypeError(f"opt must be a fastgrad optimizer (SGD, AdaGrad, Adam), "
-                        f"got {type(opt).__name__}")
+    _check_optimizer(opt)
     dropout = _check_dropout(dropout)
     l2 = _check_real(l2, "l2")
     _check_path(path)
@@ -354,7 +345,7 @@ def train_step(p, idx, y, opt: Optimizer, comm, *, dropout: float = 0.0, l2: flo
     rng_state = None if generator is None else \
         hashlib.sha256(repr(generator.bit_generator.state).encode()).hexdigest()[:16]
     common = (shape, _opt_signature(opt) if isinstance(opt, Optimizer) else None,
-              getattr(opt, "steps", None), dropout, l2, rng_state, exchange)
+              dropout, l2, rng_state, exchange)
     signatures = _agree(comm, error, (n_rows, common))
     _same_everywhere([sig[1] for sig in signatures],
                      "the call (model shape, optimizer and its steps, dropout, l2, rng, exchange)")
@@ -386,11 +377,11 @@ def train_step(p, idx, y, opt: Optimizer, comm, *, dropout: float = 0.0, l2: flo
                                    mean_over=global_rows)
         finally:
             ws.values_into = None
-        dense = ws.dense_grads
+        dense, views = ws.dense_grads, (ws.dW, ws.db1, ws.dU, ws.db2)
         my_rows, my_values = ws.grad_rows[:k_rows], buf.values[:k_rows]
         correct = int(ws.row_correct[:n_rows].sum())
     else:
-        dense = buf.zero_dense
+        dense, views = buf.zero_dense, buf.zero_views
         my_rows, my_values = buf.merged_rows[:0], buf.values[:0]
     clock.lap("compute")
 
@@ -415,7 +406,6 @@ def train_step(p, idx, y, opt: Optimizer, comm, *, dropout: float = 0.0, l2: flo
     clock.lap("exchange")
 
     # ---- the same update on every rank ----
-    views = _dense_views(dense, shape)
     with _ParamsWriteLock(p):
         _kernels.apply_update(opt._rule(l2), p.L, p.W, p.b1, p.U, p.b2, rows, values, *views,
                               opt.state1, opt.state2, get_num_threads())
@@ -424,21 +414,8 @@ def train_step(p, idx, y, opt: Optimizer, comm, *, dropout: float = 0.0, l2: flo
         buf.zero_dense.fill(0)   # the allreduce wrote the sums into it
     _last[0] = StepReport(global_rows, n_rows, exchange, len(rows),
                           dense.nbytes, sent, clock.seconds["compute"],
-                          clock.seconds["exchange"])
-    _last_correct[0] = int(np.sum(everyone[:, 2]))
+                          clock.seconds["exchange"], int(np.sum(everyone[:, 2])))
     return global_loss
-
-
-_last_correct = [0]
-
-
-def _dense_views(flat: np.ndarray, shape: _Shape) -> tuple[np.ndarray, ...]:
-    width = shape.n_features * shape.embed_dim
-    a = width * shape.hidden
-    b = a + shape.hidden
-    c = b + shape.hidden * shape.n_classes
-    return (flat[:a].reshape(width, shape.hidden), flat[a:b],
-            flat[b:c].reshape(shape.hidden, shape.n_classes), flat[c:])
 
 
 def _exchange_rows(comm, MPI, exchange: str, buf: _Buffers, my_rows: np.ndarray,
@@ -448,7 +425,6 @@ def _exchange_rows(comm, MPI, exchange: str, buf: _Buffers, my_rows: np.ndarray,
     Returns (rows, values, bytes this rank sent).
     """
     d = buf.shape.embed_dim
-    k = len(my_rows)
     if exchange == "allgather":
         total = sum(touched)
         buf.gathered_rows = rows_in = buf.grown(buf.gathered_rows, total)
@@ -487,8 +463,9 @@ def _exchange_rows(comm, MPI, exchange: str, buf: _Buffers, my_rows: np.ndarray,
 
 
 class _Clock:
+    """Seconds of a step billed to its parts, for the StepReport."""
+
     def __init__(self):
-        import time
         self._now = time.perf_counter
         self._t = self._now()
         self.seconds = {"compute": 0.0, "exchange": 0.0}
