@@ -33,15 +33,16 @@ def _compiler_accepts(flag):
         return result.returncode == 0
 
 
+wants_openmp = os.environ.get("FASTGRAD_OPENMP", "1") != "0"
 if sys.platform == "win32":
-    openmp_compile, openmp_link = ["/openmp"], []
+    openmp_compile, openmp_link = (["/openmp"] if wants_openmp else []), []
     optimize = ["/O2"]
 else:
-    use_openmp = os.environ.get("FASTGRAD_OPENMP", "1") != "0" and _compiler_accepts("-fopenmp")
+    use_openmp = wants_openmp and _compiler_accepts("-fopenmp")
     openmp_compile = openmp_link = ["-fopenmp"] if use_openmp else []
     # No errno from sqrt and no trapping floating point (nothing here reads errno or
     # enables FP traps): without them the optimizer and exp loops cannot vectorize.
-    # No FMA contraction: the multiversioned row loops (AVX-512/AVX2/x86-64) then give
+    # No FMA contraction: the multiversioned row loops (AVX2 and plain x86-64) then give
     # the same bits on every CPU.
     optimize = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
 
@@ -54,16 +55,20 @@ directives = {
     "cdivision": True,
 }
 
+# One extension per module that stands alone: the step's kernels (with their
+# .pxi parts and C headers), the groupings, and the typed workspace.
 extensions = [
     Extension(
-        "fastgrad._kernels",
-        ["fastgrad/_kernels.pyx"],
-        include_dirs=[np.get_include()],
+        f"fastgrad.{name}",
+        [f"fastgrad/{name}.pyx"],
+        include_dirs=[np.get_include(), "fastgrad"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
                        ("FASTGRAD_OPENMP", "1" if openmp_compile else "0")],
         extra_compile_args=optimize + openmp_compile,
         extra_link_args=openmp_link,
+        depends=["fastgrad/_constants.h", "fastgrad/_row_loops.h"],
     )
+    for name in ("_kernels", "_grouping", "_workspace")
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastgrad._api import Params
+from fastgrad._types import Params
 from fastgrad._io import ModelFileError, _model_from, _read, save
 
 _FINGERPRINT_KEYS = ("rows", "features", "batch_size", "dropout", "l2", "shuffle_seed",

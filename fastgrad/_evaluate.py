@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from fastgrad import _kernels
-from fastgrad._api import _as_index_array, _prepare, _run
+from fastgrad._step import prepare, run_kernel
+from fastgrad._validate import as_index_array
 
 __all__ = ["evaluate"]
 
@@ -18,8 +19,8 @@ def _check_count(value, name: str) -> int:
 
 def _as_dataset(idx, y) -> tuple[np.ndarray, np.ndarray]:
     """idx (N, m) and y (N,) as index arrays of one non-zero length, else an error."""
-    idx = _as_index_array(idx, "idx", 2)
-    y = _as_index_array(y, "y", 1)
+    idx = as_index_array(idx, "idx", 2)
+    y = as_index_array(y, "y", 1)
     if y.shape[0] != idx.shape[0]:
         raise ValueError(f"y must have length {idx.shape[0]} (the rows of idx), got {y.shape[0]}")
     if idx.shape[0] == 0:
@@ -36,8 +37,8 @@ def evaluate(p, idx, y, *, batch_size: int = 4096, path: str = "auto") -> tuple[
     idx, y = _as_dataset(idx, y)
     total_loss, n_correct = 0.0, 0
     for start in range(0, idx.shape[0], batch_size):
-        prepared = _prepare(p, idx[start:start + batch_size], y[start:start + batch_size],
+        prepared = prepare(p, idx[start:start + batch_size], y[start:start + batch_size],
                             path, writeable=False, backward=False)
-        total_loss += float(_run(_kernels.MODE_LOSS, prepared)[0]) * prepared.n
+        total_loss += float(run_kernel(_kernels.MODE_LOSS, prepared)[0]) * prepared.n
         n_correct += int(prepared.ws.row_correct[:prepared.n].sum())
     return total_loss / idx.shape[0], n_correct / idx.shape[0]

@@ -8,10 +8,10 @@ from typing import NamedTuple
 import numpy as np
 
 from fastgrad import _checkpoint
-from fastgrad._api import _check_dropout, _check_real
 from fastgrad._evaluate import _as_dataset, _check_count, evaluate
 from fastgrad._optim import Optimizer, _check_optimizer, _train_step
 from fastgrad._progress import ProgressBar
+from fastgrad._validate import check_dropout, check_real
 
 __all__ = ["EpochStats", "fit"]
 
@@ -60,8 +60,8 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
     _check_optimizer(opt)
     epochs = _check_count(epochs, "epochs")
     batch_size = _check_count(batch_size, "batch_size")
-    dropout = _check_dropout(dropout)
-    l2 = _check_real(l2, "l2")
+    dropout = check_dropout(dropout)
+    l2 = check_real(l2, "l2")
     idx, y = _as_dataset(idx, y)
     n = idx.shape[0]
     if validation is not None:

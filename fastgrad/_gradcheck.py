@@ -6,7 +6,9 @@ import numbers
 
 import numpy as np
 
-from fastgrad._api import Params, _check_params, loss, loss_and_grad
+from fastgrad._api import loss, loss_and_grad
+from fastgrad._types import Params
+from fastgrad._validate import check_params
 
 
 def gradcheck(p, idx, y, eps: float = 1e-6, n_samples: int = 30, seed=0,
@@ -23,7 +25,7 @@ def gradcheck(p, idx, y, eps: float = 1e-6, n_samples: int = 30, seed=0,
     evaluation replays the mask of dropout_seed, so the differences see the
     same thinned network as the analytic gradient.
     """
-    _check_params(p, writeable=False)
+    check_params(p, writeable=False)
     if not isinstance(eps, numbers.Real) or not 0 < eps < 1:
         raise ValueError(f"eps must be a real number in (0, 1), got {eps!r}")
     if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) \

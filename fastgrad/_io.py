@@ -26,8 +26,9 @@ import zlib
 
 import numpy as np
 
-from fastgrad._api import Params, _check_params
 from fastgrad._optim import SGD, AdaGrad, Adam, Optimizer
+from fastgrad._types import Params
+from fastgrad._validate import check_params
 
 __all__ = ["save", "load", "ModelFileError", "FORMAT", "FORMAT_VERSION"]
 
@@ -86,7 +87,7 @@ def save(path, p, opt: Optimizer | None = None, meta: dict | None = None, *,
 
     Nothing is written when an argument is refused.
     """
-    shape = _check_params(p, writeable=False)
+    shape = check_params(p, writeable=False)
     p = Params(*p)
     if opt is not None:
         if not isinstance(opt, Optimizer):
@@ -257,7 +258,7 @@ def _model_from(path: str, header: dict, arrays: dict):
         raise ModelFileError(f"{path}: parameters {missing} are missing")
     p = Params(*(np.ascontiguousarray(arrays[f"p.{name}"]) for name in Params._fields))
     try:
-        _check_params(p, writeable=True)
+        check_params(p, writeable=True)
     except (TypeError, ValueError) as err:
         raise ModelFileError(f"{path}: the parameters do not fit together: {err}") from None
     opt = _build_optimizer(path, header, arrays, p)

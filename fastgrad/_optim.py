@@ -31,17 +31,19 @@ import math
 import numpy as np
 
 from fastgrad import _kernels
-from fastgrad._api import (
-    Params, _check_dropout, _check_params, _check_real, _draw_dropout, _ParamsWriteLock,
-    _prepare, _refuse_nonfinite_step, _run, _Shape, _UpdateRule,
+from fastgrad._step import (
+    UpdateRule, draw_dropout, prepare, refuse_nonfinite_step, run_kernel,
 )
+from fastgrad._threads import _ParamsWriteLock
+from fastgrad._types import Params, Shape
+from fastgrad._validate import check_dropout, check_params, check_real
 
 __all__ = ["SGD", "AdaGrad", "Adam", "train_step"]
 
 
 def _check_eps(eps) -> float:
     # eps = 0 would divide 0 by 0 wherever a gradient entry has always been 0
-    eps = _check_real(eps, "eps")
+    eps = check_real(eps, "eps")
     if eps == 0:
         raise ValueError("eps must be > 0, got 0.0")
     return eps
@@ -64,11 +66,11 @@ class Optimizer:
     state2: Params | None = None
 
     def __init__(self, p, lr: float):
-        self._shape: _Shape = _check_params(p, writeable=True)
-        self.lr = _check_real(lr, "lr")
+        self._shape: Shape = check_params(p, writeable=True)
+        self.lr = check_real(lr, "lr")
         self.steps = 0
 
-    def _rule(self, l2: float) -> _UpdateRule:
+    def _rule(self, l2: float) -> UpdateRule:
         """The kernels' update rule for the next step."""
         raise NotImplementedError
 
@@ -77,7 +79,7 @@ class Optimizer:
         return {k: v for k, v in vars(self).items()
                 if k not in ("state1", "state2", "_shape", "steps")}
 
-    def _check_for(self, shape: _Shape) -> None:
+    def _check_for(self, shape: Shape) -> None:
         if shape != self._shape:
             raise ValueError(f"opt was made for parameters {self._shape}, but p has {shape}; "
                              "make one optimizer per parameter set")
@@ -91,13 +93,13 @@ class SGD(Optimizer):
 
     def __init__(self, p, lr: float, momentum: float = 0.0):
         super().__init__(p, lr)
-        self.momentum = _check_real(momentum, "momentum", 0.0, 1.0, high_open=True)
+        self.momentum = check_real(momentum, "momentum", 0.0, 1.0, high_open=True)
         if self.momentum > 0:
             self._kind = _kernels.RULE_MOMENTUM
             self.state1 = _zeros_like_params(Params(*p))
 
-    def _rule(self, l2: float) -> _UpdateRule:
-        return _UpdateRule(self._kind, self.lr, l2, momentum=self.momentum)
+    def _rule(self, l2: float) -> UpdateRule:
+        return UpdateRule(self._kind, self.lr, l2, momentum=self.momentum)
 
 
 class AdaGrad(Optimizer):
@@ -110,14 +112,14 @@ class AdaGrad(Optimizer):
         super().__init__(p, lr)
         self.eps = _check_eps(eps)
         self.eps_inside_sqrt = bool(eps_inside_sqrt)
-        initial = _check_real(initial_accumulator, "initial_accumulator")
+        initial = check_real(initial_accumulator, "initial_accumulator")
         self.state1 = _zeros_like_params(Params(*p))
         if initial:
             for a in self.state1:
                 a.fill(initial)
 
-    def _rule(self, l2: float) -> _UpdateRule:
-        return _UpdateRule(self._kind, self.lr, l2, eps=self.eps,
+    def _rule(self, l2: float) -> UpdateRule:
+        return UpdateRule(self._kind, self.lr, l2, eps=self.eps,
                            eps_inside_sqrt=self.eps_inside_sqrt)
 
 
@@ -132,18 +134,18 @@ class Adam(Optimizer):
             beta1, beta2 = betas
         except (TypeError, ValueError):
             raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
-        self.betas = (_check_real(beta1, "betas[0]", 0.0, 1.0, high_open=True),
-                      _check_real(beta2, "betas[1]", 0.0, 1.0, high_open=True))
+        self.betas = (check_real(beta1, "betas[0]", 0.0, 1.0, high_open=True),
+                      check_real(beta2, "betas[1]", 0.0, 1.0, high_open=True))
         self.eps = _check_eps(eps)
         self.state1 = _zeros_like_params(Params(*p))
         self.state2 = _zeros_like_params(Params(*p))
 
-    def _rule(self, l2: float) -> _UpdateRule:
+    def _rule(self, l2: float) -> UpdateRule:
         beta1, beta2 = self.betas
         t = self.steps + 1
         correction1 = 1.0 - beta1 ** t
         correction2 = 1.0 - beta2 ** t
-        return _UpdateRule(self._kind, self.lr, l2, eps=self.eps, beta1=beta1, beta2=beta2,
+        return UpdateRule(self._kind, self.lr, l2, eps=self.eps, beta1=beta1, beta2=beta2,
                            dense_step=self.lr / correction1,                      # Adam
                            dense_denom_scale=1.0 / math.sqrt(correction2),
                            sparse_step=self.lr * math.sqrt(correction2) / correction1)  # SparseAdam
@@ -174,15 +176,15 @@ def _check_optimizer(opt) -> Optimizer:
 def _train_step(p, idx, y, opt, dropout, l2, rng, path) -> tuple[float, int]:
     """train_step, also returning how many rows the model got right before the update."""
     _check_optimizer(opt)
-    dropout = _check_dropout(dropout)
-    l2 = _check_real(l2, "l2")
-    prepared = _prepare(p, idx, y, path, writeable=True, backward=True)
+    dropout = check_dropout(dropout)
+    l2 = check_real(l2, "l2")
+    prepared = prepare(p, idx, y, path, writeable=True, backward=True)
     opt._check_for(prepared.ws.shape)
-    keep = _draw_dropout(prepared, dropout, rng)
+    keep = draw_dropout(prepared, dropout, rng)
     with _ParamsWriteLock(prepared.p):   # the rule's step count and the update, together
-        value = float(_run(_kernels.MODE_UPDATE, prepared, opt._rule(l2),
+        value = float(run_kernel(_kernels.MODE_UPDATE, prepared, opt._rule(l2),
                            opt.state1, opt.state2, keep)[0])
         if math.isfinite(value):
             opt.steps += 1
-    _refuse_nonfinite_step(value, "parameter or optimizer state")
+    refuse_nonfinite_step(value, "parameter or optimizer state")
     return value, int(prepared.ws.row_correct[:prepared.n].sum())

@@ -16,9 +16,10 @@ import numbers
 import numpy as np
 
 from fastgrad import _kernels
-from fastgrad._api import (
-    Params, _check_params, _prepare_batch, _single_threaded_blas, get_num_threads,
-)
+from fastgrad._step import prepare_batch
+from fastgrad._threads import _single_threaded_blas, get_num_threads
+from fastgrad._types import Params
+from fastgrad._validate import check_params
 
 __all__ = ["Precomputed", "precompute"]
 
@@ -50,7 +51,7 @@ class Precomputed:
     """Cached products L[v] W_j of chosen (slot, row) pairs; see precompute()."""
 
     def __init__(self, p, rows=None):
-        shape = _check_params(p, writeable=False)
+        shape = check_params(p, writeable=False)
         self.p = Params(*p)
         m, d, hidden, n_vocab = shape.n_features, shape.embed_dim, shape.hidden, shape.n_vocab
         per_slot = _rows_per_slot(rows, m, n_vocab)
@@ -75,7 +76,7 @@ class Precomputed:
 
     def predict_proba(self, idx) -> np.ndarray:
         """Softmax probabilities, shape (N, Nc): predict_proba(p, idx) to rounding."""
-        _, ws, n = _prepare_batch(self.p, idx, None, writeable=False)
+        _, ws, n = prepare_batch(self.p, idx, None, writeable=False)
         p = self.p
         with _single_threaded_blas:
             _kernels.precomputed_proba(p.L, p.W, p.b1, p.U, p.b2, ws.idx, n, self.cache_pos,

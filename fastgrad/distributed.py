@@ -41,14 +41,16 @@ from typing import NamedTuple
 import numpy as np
 
 from fastgrad import _kernels
-from fastgrad._api import (
-    Params, _as_generator, _as_index_array, _check_dropout, _check_params, _check_path,
-    _check_real, _ParamsWriteLock, _prepare, _run, _Shape, dense_gradient_buffer,
-    get_num_threads,
-)
 from fastgrad._evaluate import evaluate as local_evaluate
 from fastgrad._io import _named_arrays
 from fastgrad._optim import Optimizer, _check_optimizer
+from fastgrad._step import prepare, run_kernel
+from fastgrad._threads import _ParamsWriteLock, get_num_threads
+from fastgrad._types import Params, Shape
+from fastgrad._validate import (
+    as_generator, as_index_array, check_dropout, check_params, check_path, check_real,
+)
+from fastgrad._workspace import dense_gradient_buffer
 
 __all__ = ["broadcast", "train_step", "check_replicas", "evaluate", "shard_bounds",
            "choose_exchange", "EXCHANGES", "ReplicaMismatch", "StepReport", "last_step"]
@@ -136,7 +138,7 @@ def _opt_signature(opt: Optimizer | None):
     return type(opt).__name__, opt.steps, tuple(sorted((k, repr(v)) for k, v in hyper.items()))
 
 
-def _check_opt(opt, shape: _Shape) -> None:
+def _check_opt(opt, shape: Shape) -> None:
     if opt is None:
         return
     if not isinstance(opt, Optimizer):
@@ -163,7 +165,7 @@ def broadcast(p, opt, comm, root: int = 0) -> None:
     try:
         if isinstance(root, bool) or not isinstance(root, int) or not 0 <= root < size:
             raise ValueError(f"root must be a rank in [0, {size}), got {root!r}")
-        shape = _check_params(p, writeable=True)
+        shape = check_params(p, writeable=True)
         _check_opt(opt, shape)
     except (TypeError, ValueError) as err:
         error = err
@@ -193,7 +195,7 @@ def check_replicas(p, opt, comm) -> None:
     _check_comm(comm)
     error, digests = None, None
     try:
-        shape = _check_params(p, writeable=False)
+        shape = check_params(p, writeable=False)
         _check_opt(opt, shape)
         digests = [(name, _digest(a)) for name, a in _named_arrays(Params(*p), opt).items()]
         digests.append(("opt", repr(_opt_signature(opt))))
@@ -246,7 +248,7 @@ def choose_exchange(size: int, vocab: int, embed_dim: int, itemsize: int,
 class _Buffers:
     """A rank's buffers for one model shape, reused from step to step."""
 
-    def __init__(self, shape: _Shape):
+    def __init__(self, shape: Shape):
         self.shape = shape
         # an empty shard's gradients
         self.zero_dense, self.zero_views = dense_gradient_buffer(shape)
@@ -273,7 +275,7 @@ class _Buffers:
 _buffers: dict = {}
 
 
-def _buffers_for(shape: _Shape) -> _Buffers:
+def _buffers_for(shape: Shape) -> _Buffers:
     buf = _buffers.get(shape)
     if buf is None:
         if len(_buffers) >= 4:
@@ -285,19 +287,19 @@ def _buffers_for(shape: _Shape) -> _Buffers:
 def _check_shard(p, idx, y, opt, dropout, l2, rng, path, exchange):
     """Everything train_step checks on one rank; returns what the step needs."""
     _check_optimizer(opt)
-    dropout = _check_dropout(dropout)
-    l2 = _check_real(l2, "l2")
-    _check_path(path)
+    dropout = check_dropout(dropout)
+    l2 = check_real(l2, "l2")
+    check_path(path)
     if exchange not in EXCHANGES:
         raise ValueError(f"exchange must be one of {EXCHANGES}, got {exchange!r}")
-    generator = _as_generator(rng) if dropout > 0 and rng is not None else None
+    generator = as_generator(rng) if dropout > 0 and rng is not None else None
     if dropout > 0 and rng is None:
         raise ValueError("rng must be given (an int seed, the same on every rank, or equal "
                          "Generators) when dropout > 0: the masks must agree across ranks")
-    shape = _check_params(p, writeable=True)
+    shape = check_params(p, writeable=True)
     opt._check_for(shape)
-    idx = _as_index_array(idx, "idx", 2)
-    y = _as_index_array(y, "y", 1)
+    idx = as_index_array(idx, "idx", 2)
+    y = as_index_array(y, "y", 1)
     if idx.shape[0] == 0:   # an empty shard: only the shapes to check
         if idx.shape[1] != shape.n_features:
             raise ValueError(f"idx must have {shape.n_features} columns, got shape {idx.shape}")
@@ -305,7 +307,7 @@ def _check_shard(p, idx, y, opt, dropout, l2, rng, path, exchange):
             raise ValueError(f"y must have length 0 (the rows of idx), got {y.shape[0]}")
         prepared = None
     else:
-        prepared = _prepare(p, idx, y, path, writeable=True, backward=True)
+        prepared = prepare(p, idx, y, path, writeable=True, backward=True)
     return shape, prepared, dropout, l2, generator
 
 
@@ -373,7 +375,7 @@ def train_step(p, idx, y, opt: Optimizer, comm, *, dropout: float = 0.0, l2: flo
         ws = prepared.ws
         buf.values = ws.values_into = buf.grown(buf.values, n_rows * shape.n_features)
         try:
-            loss, k_rows, _ = _run(_kernels.MODE_GRAD, prepared, keep=keep,
+            loss, k_rows, _ = run_kernel(_kernels.MODE_GRAD, prepared, keep=keep,
                                    mean_over=global_rows)
         finally:
             ws.values_into = None
@@ -484,13 +486,13 @@ def evaluate(p, idx, y, comm, *, batch_size: int = 4096, path: str = "auto"):
     _check_comm(comm)
     error, stats = None, np.zeros(3, np.float64)
     try:
-        idx = _as_index_array(idx, "idx", 2)
-        y = _as_index_array(y, "y", 1)
+        idx = as_index_array(idx, "idx", 2)
+        y = as_index_array(y, "y", 1)
         if len(idx):
             value, accuracy = local_evaluate(p, idx, y, batch_size=batch_size, path=path)
             stats[:] = (value * len(idx), accuracy * len(idx), len(idx))
         else:
-            _check_params(p, writeable=False)
+            check_params(p, writeable=False)
     except (TypeError, ValueError) as err:
         error = err
     _agree(comm, error, None)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastgrad._api import Gradients, SparseRows
+from fastgrad._types import Gradients, SparseRows
 
 __all__ = ["forward", "predict_proba", "predict", "loss", "loss_and_grad", "sgd_step",
            "dropout_mask", "SGD", "AdaGrad", "Adam", "train_step"]

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import fastgrad
-from fastgrad import reference
+from fastgrad import _workspace, reference
+from fastgrad._validate import check_params
 
 from _helpers import assert_close, assert_grads_close, copy_params, make_problem
 
@@ -290,43 +291,9 @@ def test_embedding_gradient_rows_are_the_same_at_every_thread_count(path, n_voca
         fastgrad.set_num_threads(saved)
 
 
-@pytest.mark.parametrize("n_threads", [1, 2, 5, 9])
-def test_slot_grouping_invariants(n_threads):
-    # the factored path's (slot, row) keys, read back from the workspace
-    from fastgrad import _api
-    rng = np.random.default_rng(5)
-    n, m, n_vocab = 700, 8, 500
-    p, _, y = make_problem(np.float32, n=n, m=m, n_vocab=n_vocab)
-    idx = _skewed_indices(rng, n, m, n_vocab)
-    saved = fastgrad.get_num_threads()
-    try:
-        fastgrad.set_num_threads(n_threads)
-        ws = _api._prepare(p, idx, y, "factored", writeable=False, backward=True).ws
-    finally:
-        fastgrad.set_num_threads(saved)
-    offsets, key_row, key_ptr = ws.slot_offsets, ws.key_row, ws.key_ptr
-    pos = ws.pos.reshape(n, m)
-    n_keys = offsets[m]
-    assert n_keys == sum(len(np.unique(idx[:, j])) for j in range(m))
-    np.testing.assert_array_equal(key_row[pos], idx)          # each occurrence's key holds its row
-    for j in range(m):
-        keys = pos[:, j]
-        assert np.all((keys >= offsets[j]) & (keys < offsets[j + 1]))
-        rows_of_slot = key_row[offsets[j]:offsets[j + 1]]
-        assert len(np.unique(rows_of_slot)) == len(rows_of_slot)   # one key per distinct row
-    for u in range(n_keys):
-        members = ws.occurrences[key_ptr[u]:key_ptr[u + 1]]
-        assert np.all(np.diff(members) > 0)                         # ascending: fixed sum order
-        j = np.searchsorted(offsets, u, side="right") - 1
-        assert np.all(idx[members, j] == key_row[u])
-    assert key_ptr[n_keys] == n * m
-    assert np.all(ws.slot_tables == -1)                             # tables left clean
-
-
 def test_huge_vocabulary_numbers_slots_on_fewer_threads(monkeypatch, path):
     # the per-thread row-number tables are capped in bytes; fewer tables, same results
-    from fastgrad import _api
-    monkeypatch.setattr(_api, "_SLOT_TABLE_BYTES", 4 * 600)   # room for one table of |V| = 600
+    monkeypatch.setattr(_workspace, "SLOT_TABLE_BYTES", 4 * 600)   # one table of |V| = 600
     p, idx, y = make_problem(np.float64, n=300, m=5, n_vocab=600, vocab_used=50)
     saved = fastgrad.get_num_threads()
     try:
@@ -338,5 +305,5 @@ def test_huge_vocabulary_numbers_slots_on_fewer_threads(monkeypatch, path):
     assert_close(J, J_ref, np.float64)
     assert_grads_close(g, g_ref, np.float64)
     if path == "factored":
-        ws = _api._workspace(_api._check_params(p, writeable=False), 300)
+        ws = _workspace.workspace_for(check_params(p, writeable=False), 300)
         assert ws.slot_tables.shape == (1, 600)

@@ -25,7 +25,7 @@ def profile(config, variant, n_threads, path, steps):
     idx, y = bench.make_batch(config, variant)
     p = fastgrad.init_params(config.n_vocab, config.n_features, config.embed_dim,
                              config.hidden, config.n_classes, dtype=np.float32)
-    prepared = _api._prepare(p, idx, y, path, writeable=True, backward=True)
+    prepared = _api.prepare(p, idx, y, path, writeable=True, backward=True)
     for _ in range(3):
         fastgrad.sgd_step(p, idx, y, 1e-3, path=path)
     _kernels.set_phase_timing(True)
@@ -40,7 +40,7 @@ def profile(config, variant, n_threads, path, steps):
         phases["group (slot, row) keys"] = seconds_per_call(
             lambda: prepared.ws.group_slots(n_threads), steps)
     phases["validate, copy indices"] = seconds_per_call(
-        lambda: _api._prepare_batch(p, idx, y, writeable=True), steps)
+        lambda: _api.prepare_batch(p, idx, y, writeable=True), steps)
     phases["BLAS thread toggles"] = seconds_per_call(toggle_blas_threads, steps)
     phases["rest (Python)"] = total - sum(phases.values())
     return prepared.path, total, phases

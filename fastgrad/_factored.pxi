@@ -1,0 +1,119 @@
+# The factored path: xW = Σ_j L[w_j] W_j, each distinct (slot, row) key multiplied
+# once (the keys come from fastgrad._grouping.group_slots). Included by
+# _kernels.pyx (which holds the cimports).
+
+# The factored path's products, one set per feature slot j (keys key0 .. key0+K_j):
+#   SLOT_FORWARD:  P_j = L[uniq_j] W_j                         (K_j x Dh)
+#   SLOT_BACKWARD: dW_j = L[uniq_j]ᵀ S_j, then the keys' dL rows S_j W_jᵀ (K_j x d),
+#                  written over L[uniq_j] once dW_j no longer needs it
+# Slots differ in size (a word slot has hundreds of keys, a tag slot a few dozen),
+# so whole slots balance badly over many threads (18 word slots on 16 threads: two
+# rounds, the second one-eighth full). So at more threads the products are cut
+# into about TASKS_PER_THREAD tasks a thread, handed out dynamically: blocks of
+# keys for P_j and the dL rows, blocks of columns for dW_j (whose inner dimension
+# is K_j: its rows cannot be cut without a reduction). Cutting finer than needed
+# costs: each BLAS call repacks its operands (with fixed 128-key and 64-column
+# blocks a 1-thread parser step spent ~25% more time in BLAS). Each task is one
+# BLAS call fixed by the thread count, so the result is fixed for a thread count.
+cdef enum:
+    SLOT_FORWARD = 0
+    SLOT_BACKWARD = 1
+    TASKS_PER_THREAD = 4
+    MIN_BLOCK_ROWS = 64
+    MIN_BLOCK_COLS = 32
+
+
+cdef inline void slot_rows_task(int stage, Py_ssize_t task, Py_ssize_t n_slots,
+                                Py_ssize_t block_rows, const int64_t* slot_offsets,
+                                Py_ssize_t d, Py_ssize_t n_hidden, floating* xu,
+                                floating* products, const floating* W) noexcept nogil:
+    """Task `task` of the row blocks: P rows (forward) or dL rows (backward) of one
+    block of one slot's keys; tasks past a slot's last block do nothing."""
+    cdef Py_ssize_t j = task % n_slots
+    cdef Py_ssize_t first = slot_offsets[j] + (task // n_slots) * block_rows
+    cdef int rows = <int> min(block_rows, slot_offsets[j + 1] - first)
+    cdef const floating* W_j = W + j * d * n_hidden
+    if rows <= 0:
+        return
+    if stage == SLOT_FORWARD:
+        gemm(False, False, rows, <int> n_hidden, <int> d, <floating> 1, xu + first * d, <int> d,
+             W_j, <int> n_hidden, <floating> 0, products + first * n_hidden, <int> n_hidden)
+    else:
+        gemm(False, True, rows, <int> d, <int> n_hidden, <floating> 1,
+             products + first * n_hidden, <int> n_hidden, W_j, <int> n_hidden, <floating> 0,
+             xu + first * d, <int> d)
+
+
+cdef inline void slot_dW_task(Py_ssize_t task, Py_ssize_t n_slots, Py_ssize_t block_cols,
+                              const int64_t* slot_offsets, Py_ssize_t d, Py_ssize_t n_hidden,
+                              const floating* xu, const floating* products,
+                              floating* dW) noexcept nogil:
+    """Task `task` of dW: one block of columns of dW_j = L[uniq_j]ᵀ S_j."""
+    cdef Py_ssize_t j = task % n_slots
+    cdef Py_ssize_t col = (task // n_slots) * block_cols
+    cdef Py_ssize_t key0 = slot_offsets[j]
+    cdef int k = <int> (slot_offsets[j + 1] - key0)
+    cdef int cols = <int> min(block_cols, n_hidden - col)
+    if cols <= 0:
+        return
+    gemm(True, False, <int> d, cols, k, <floating> 1, xu + key0 * d, <int> d,
+         products + key0 * n_hidden + col, <int> n_hidden, <floating> 0,
+         dW + j * d * n_hidden + col, <int> n_hidden)
+
+
+cdef void slot_gemms(int stage, const int64_t* slot_offsets, Py_ssize_t n_slots, Py_ssize_t d,
+                     Py_ssize_t n_hidden, floating* xu, floating* products, const floating* W,
+                     floating* dW, int n_threads) noexcept nogil:
+    """Every slot's products, as tasks handed out dynamically (see above).
+
+    IN/OUT xu (K x d): L[key rows]; in SLOT_BACKWARD overwritten by the dL rows
+    IN/OUT products (K x Dh): OUT P (forward); IN S (backward)
+    OUT dW (backward)
+    """
+    cdef Py_ssize_t j, task, most_keys = 0
+    cdef Py_ssize_t n_tasks = <Py_ssize_t> TASKS_PER_THREAD * n_threads
+    cdef Py_ssize_t n_keys = slot_offsets[n_slots]
+    for j in range(n_slots):
+        most_keys = max(most_keys, slot_offsets[j + 1] - slot_offsets[j])
+    # about n_tasks blocks of keys in all, and dW_j in as many column blocks as it
+    # takes for n_tasks; at 1 thread that is one call per slot and product
+    cdef Py_ssize_t block_rows = max(<Py_ssize_t> MIN_BLOCK_ROWS, (n_keys + n_tasks - 1) // n_tasks)
+    cdef Py_ssize_t col_blocks = min((n_tasks + n_slots - 1) // n_slots,
+                                     max(<Py_ssize_t> 1, n_hidden // MIN_BLOCK_COLS))
+    cdef Py_ssize_t block_cols = (n_hidden + col_blocks - 1) // col_blocks
+    # block-major task order: every slot's first block, then every slot's second, ...
+    cdef Py_ssize_t n_row_tasks = n_slots * ((most_keys + block_rows - 1) // block_rows)
+    cdef Py_ssize_t n_dW_tasks = n_slots * col_blocks
+    block_cols = (block_cols + 15) // 16 * 16   # whole SIMD registers, columns of either dtype
+    if stage == SLOT_BACKWARD and n_row_tasks == n_slots and col_blocks == 1:
+        # whole slots: dL_j right after dW_j, while S_j is still in cache
+        for task in prange(n_slots, num_threads=n_threads, schedule='dynamic'):
+            slot_dW_task(task, n_slots, block_cols, slot_offsets, d, n_hidden, xu, products,
+                         dW)
+            slot_rows_task(stage, task, n_slots, block_rows, slot_offsets, d, n_hidden, xu,
+                           products, W)
+        return
+    if stage == SLOT_BACKWARD:
+        for task in prange(n_dW_tasks, num_threads=n_threads, schedule='dynamic'):
+            slot_dW_task(task, n_slots, block_cols, slot_offsets, d, n_hidden, xu, products,
+                         dW)
+    for task in prange(n_row_tasks, num_threads=n_threads, schedule='dynamic'):
+        slot_rows_task(stage, task, n_slots, block_rows, slot_offsets, d, n_hidden, xu,
+                       products, W)
+
+
+cdef void sum_slot_products_relu(const floating* products, const int64_t* pos,
+                                 Py_ssize_t n, Py_ssize_t n_slots, Py_ssize_t n_hidden,
+                                 const floating* b1, floating* h, int n_threads) noexcept nogil:
+    """Factored forward: h[i] = relu(b1 + Σ_j products[pos[i, j]]).
+
+    IN products (K x n_hidden): row u is L[row of u] W_slot(u)
+    IN pos (n x n_slots): the product row of each (example, slot)
+    OUT h (n x n_hidden)
+    """
+    cdef Py_ssize_t i, j
+    cdef floating* out
+    for i in prange(n, num_threads=n_threads, schedule='static'):
+        out = h + i * n_hidden
+        sum_rows(products, n_hidden, pos + i * n_slots, n_slots, out)
+        bias_relu_row(out, b1, n_hidden)

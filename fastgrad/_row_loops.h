@@ -1,0 +1,218 @@
+/* Row loops that must vectorize, in C once per dtype (_f: float, _d: double).
+
+   Cython cannot say `restrict`; without it the compiler has to assume that rows
+   may overlap and keeps these loops scalar. Declared for Cython in
+   fastgrad/_row_loops.pxd; the Cython kernels reach them through the fused
+   wrappers in _row_ops.pxi. */
+#ifndef FASTGRAD_ROW_LOOPS_H
+#define FASTGRAD_ROW_LOOPS_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "_constants.h"
+
+#if defined(_MSC_VER) && !defined(__cplusplus)
+#define restrict __restrict  /* MSVC's C compiler spells it this way */
+#endif
+/* The hottest row loops are compiled for AVX2 and plain x86-64 and the
+   best one is picked at load time (GCC function multiversioning, glibc x86-64: it
+   needs ifunc, which musl lacks);
+   a wheel built for every x86-64 then still uses the wide vectors of the CPU it
+   runs on. Same operations in the same order in every version (and no FMA
+   contraction: -ffp-contract=off), so the results do not depend on the CPU. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
+#define FASTGRAD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define FASTGRAD_CLONES
+#endif
+/* Ask for the cache lines of n_bytes at p ahead of use (write: for a store).
+   Rows of a big embedding table are read (and updated) in random order, one
+   DRAM latency each; prefetching a few rows ahead overlaps those latencies. */
+static inline void fastgrad_prefetch(const void *p, Py_ssize_t n_bytes, int write) {
+#if defined(__GNUC__) || defined(__clang__)
+    const char *c = (const char *) p;
+    for (Py_ssize_t b = 0; b < n_bytes; b += 64) {
+        if (write) __builtin_prefetch(c + b, 1, 3);
+        else __builtin_prefetch(c + b, 0, 3);
+    }
+#else
+    (void) p; (void) n_bytes; (void) write;
+#endif
+}
+#define FASTGRAD_ROW_LOOPS(T, S)                                                    \
+static inline void add_row_##S(T *restrict out, const T *restrict src,              \
+                               Py_ssize_t n) {                                      \
+    for (Py_ssize_t c = 0; c < n; ++c) out[c] += src[c];                            \
+}                                                                                   \
+/* relu'(z) mask of one row of δ2, and that row added into db1 */                   \
+/* (h is after dropout: a dropped unit is 0, a kept one was scaled by `scale`) */   \
+FASTGRAD_CLONES void mask_add_row_##S(T *restrict delta, const T *restrict h,       \
+                                    T *restrict total, T scale, Py_ssize_t n) {     \
+    for (Py_ssize_t c = 0; c < n; ++c) {                                            \
+        T v = h[c] > 0 ? delta[c] * scale : (T)0;                                   \
+        delta[c] = v;                                                               \
+        total[c] += v;                                                              \
+    }                                                                               \
+}                                                                                   \
+/* out = relu(out + bias); NaN stays NaN, as np.maximum's does */                   \
+FASTGRAD_CLONES void bias_relu_row_##S(T *restrict out, const T *restrict bias,     \
+                                     Py_ssize_t n) {                                \
+    for (Py_ssize_t c = 0; c < n; ++c) {                                            \
+        T v = out[c] + bias[c];                                                     \
+        out[c] = v < 0 ? (T)0 : v;                                                  \
+    }                                                                               \
+}                                                                                   \
+/* inverted dropout: keep a unit when its uniform draw u < keep, scaled by 1/keep */ \
+FASTGRAD_CLONES void dropout_row_##S(T *restrict h, const T *restrict u, T keep,    \
+                                   T scale, Py_ssize_t n) {                         \
+    for (Py_ssize_t c = 0; c < n; ++c) h[c] = u[c] < keep ? h[c] * scale : (T)0;    \
+}                                                                                   \
+/* One optimizer step on n entries: p, its gradient g (l2 p is added here, not      \
+   in a pass of its own) and the rule's state s1, s2 (NULL when unused). A row      \
+   of L passes sparse = 1: Adam then follows torch.optim.SparseAdam. */             \
+FASTGRAD_CLONES void update_row_##S(const fastgrad_rule *r, int sparse, T *restrict p, \
+                           const T *restrict g, T *restrict s1, T *restrict s2,     \
+                           Py_ssize_t n) {                                          \
+    const T lr = (T)r->lr, l2 = (T)r->l2, eps = (T)r->eps;                          \
+    Py_ssize_t c;                                                                   \
+    switch (r->kind) {                                                              \
+    case FASTGRAD_RULE_SGD:                                                         \
+        for (c = 0; c < n; ++c) p[c] -= lr * (g[c] + l2 * p[c]);                    \
+        break;                                                                      \
+    case FASTGRAD_RULE_MOMENTUM: {                                                  \
+        const T mu = (T)r->momentum;                                                \
+        for (c = 0; c < n; ++c) {                                                   \
+            T b = mu * s1[c] + (g[c] + l2 * p[c]);                                  \
+            s1[c] = b;                                                              \
+            p[c] -= lr * b;                                                         \
+        }                                                                           \
+        break; }                                                                    \
+    case FASTGRAD_RULE_ADAGRAD:                                                     \
+        if (r->eps_inside_sqrt) {                                                   \
+            for (c = 0; c < n; ++c) {                                               \
+                T gi = g[c] + l2 * p[c], G = s1[c] + gi * gi;                       \
+                s1[c] = G;                                                          \
+                p[c] -= lr * gi / SQRT_##S(G + eps);                                \
+            }                                                                       \
+        } else {                                                                    \
+            for (c = 0; c < n; ++c) {                                               \
+                T gi = g[c] + l2 * p[c], G = s1[c] + gi * gi;                       \
+                s1[c] = G;                                                          \
+                p[c] -= lr * gi / (SQRT_##S(G) + eps);                              \
+            }                                                                       \
+        }                                                                           \
+        break;                                                                      \
+    case FASTGRAD_RULE_ADAM: {                                                      \
+        const T b1 = (T)r->beta1, b2 = (T)r->beta2;                                 \
+        const T step = (T)(sparse ? r->sparse_step : r->dense_step);                \
+        const T scale = (T)(sparse ? 1.0 : r->dense_denom_scale);                   \
+        for (c = 0; c < n; ++c) {                                                   \
+            T gi = g[c] + l2 * p[c];                                                \
+            T m = s1[c] + (1 - b1) * (gi - s1[c]);                                  \
+            T v = b2 * s2[c] + (1 - b2) * gi * gi;                                  \
+            s1[c] = m;                                                              \
+            s2[c] = v;                                                              \
+            p[c] -= step * m / (SQRT_##S(v) * scale + eps);                         \
+        }                                                                           \
+        break; }                                                                    \
+    }                                                                               \
+}
+#define SQRT_f sqrtf
+#define SQRT_d sqrt
+FASTGRAD_ROW_LOOPS(float, f)
+FASTGRAD_ROW_LOOPS(double, d)
+
+/* out = Σ_k table[idx[k]] (rows of n), in the order of idx; count >= 1. Four rows
+   are added per sweep over out, in registers and in the same order as one at a
+   time ((((out + r0) + r1) + r2) + r3): the same bits, a quarter of the stores. */
+#define FASTGRAD_SUM_INDEXED(T, S)                                                  \
+static inline void add4_rows_##S(T *restrict out, const T *restrict r0,             \
+                                 const T *restrict r1, const T *restrict r2,        \
+                                 const T *restrict r3, Py_ssize_t n) {              \
+    for (Py_ssize_t c = 0; c < n; ++c)                                              \
+        out[c] = (((out[c] + r0[c]) + r1[c]) + r2[c]) + r3[c];                      \
+}                                                                                   \
+FASTGRAD_CLONES                                                                     \
+void sum_indexed_rows_##S(T *restrict out, const T *table,                          \
+                          const int64_t *restrict idx, Py_ssize_t count,            \
+                          Py_ssize_t n) {                                           \
+    Py_ssize_t k = 1;                                                               \
+    memcpy(out, table + idx[0] * n, n * sizeof(T));                                 \
+    for (; k + 4 <= count; k += 4)                                                  \
+        add4_rows_##S(out, table + idx[k] * n, table + idx[k + 1] * n,              \
+                      table + idx[k + 2] * n, table + idx[k + 3] * n, n);           \
+    for (; k < count; ++k)                                                          \
+        add_row_##S(out, table + idx[k] * n, n);                                    \
+}
+FASTGRAD_SUM_INDEXED(float, f)
+FASTGRAD_SUM_INDEXED(double, d)
+
+/* exp(x) for x <= 0 in float32, written so that a loop of it vectorizes (no libm
+   call, no branch): Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2, Cephes'
+   degree-7 polynomial for e^r, 2^k built in the exponent bits. Relative error
+   ~2e-7 (a couple of ulp). Below -87.3 the result is 0; NaN stays NaN. */
+static inline float fastgrad_expf_nonpositive(float x) {
+    const float lo = -87.33654f;
+    float xc = x < lo ? lo : x;
+    float k = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  /* round */
+    float r = xc - k * 0.693359375f;
+    r = r + k * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } two_k;
+    two_k.i = ((int32_t) k + 127) << 23;
+    float e = x < lo ? 0.0f : p * two_k.f;
+    return x == x ? e : x;
+}
+/* row[c] = exp(row[c] - shift) for every c, shift the row's max */
+FASTGRAD_CLONES
+void exp_shifted_row_f(float *restrict row, float shift, Py_ssize_t n) {
+    for (Py_ssize_t c = 0; c < n; ++c) row[c] = fastgrad_expf_nonpositive(row[c] - shift);
+}
+static inline void exp_shifted_row_d(double *restrict row, double shift, Py_ssize_t n) {
+    for (Py_ssize_t c = 0; c < n; ++c) row[c] = exp(row[c] - shift);
+}
+/* Σ row in double, eight partial sums in a fixed order: deterministic, and not
+   bound by the latency of one chain of additions */
+#define FASTGRAD_SUM_ROW(T, S)                                                      \
+FASTGRAD_CLONES double sum_row_##S(const T *restrict row, Py_ssize_t n) {           \
+    double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                      \
+    Py_ssize_t c = 0;                                                               \
+    for (; c + 8 <= n; c += 8)                                                      \
+        for (int k = 0; k < 8; ++k) part[k] += (double) row[c + k];                 \
+    double total = ((part[0] + part[1]) + (part[2] + part[3]))                      \
+                 + ((part[4] + part[5]) + (part[6] + part[7]));                     \
+    for (; c < n; ++c) total += (double) row[c];                                    \
+    return total;                                                                   \
+}
+FASTGRAD_SUM_ROW(float, f)
+FASTGRAD_SUM_ROW(double, d)
+/* max of a row (n >= 1), eight running maxima: throughput-, not latency-bound.
+   A NaN is skipped, as by the scalar `v > mx`; NaN rows still give NaN losses
+   because exp(NaN - max) is NaN. */
+#define FASTGRAD_MAX_ROW(T, S)                                                      \
+FASTGRAD_CLONES T max_row_##S(const T *restrict row, Py_ssize_t n) {                \
+    T mx = row[0];                                                                  \
+    Py_ssize_t c = 1;                                                               \
+    if (n >= 16) {                                                                  \
+        T part[8];                                                                  \
+        for (int k = 0; k < 8; ++k) part[k] = row[k];                               \
+        for (c = 8; c + 8 <= n; c += 8)                                             \
+            for (int k = 0; k < 8; ++k)                                             \
+                part[k] = row[c + k] > part[k] ? row[c + k] : part[k];              \
+        for (int k = 0; k < 8; ++k) mx = part[k] > mx ? part[k] : mx;               \
+    }                                                                               \
+    for (; c < n; ++c) mx = row[c] > mx ? row[c] : mx;                              \
+    return mx;                                                                      \
+}
+FASTGRAD_MAX_ROW(float, f)
+FASTGRAD_MAX_ROW(double, d)
+
+#endif

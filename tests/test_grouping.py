@@ -1,0 +1,53 @@
+"""The groupings (fastgrad/_grouping.pyx), through their def test hooks."""
+
+import numpy as np
+import pytest
+
+from fastgrad import _grouping
+
+
+def _skewed_indices(rng, n, m, n_vocab):
+    """Zipf-like indices: a few rows in most occurrences, as parser features are."""
+    weights = 1.0 / np.arange(1, n_vocab + 1)
+    return rng.choice(n_vocab, size=(n, m), p=weights / weights.sum()).astype(np.int64)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 5, 9])
+def test_slot_grouping_invariants(n_threads):
+    # the factored path's (slot, row) keys, from the grouping's own test hook
+    rng = np.random.default_rng(5)
+    n, m, n_vocab = 700, 8, 500
+    idx = _skewed_indices(rng, n, m, n_vocab)
+    out = _grouping.group_slots_py(idx, n_vocab, n_threads, n_tables=min(n_threads, 3))
+    offsets, key_row, key_ptr, pos = out["slot_offsets"], out["key_row"], out["key_ptr"], out["pos"]
+    n_keys = offsets[m]
+    assert n_keys == len(key_row) == sum(len(np.unique(idx[:, j])) for j in range(m))
+    np.testing.assert_array_equal(key_row[pos], idx)          # each occurrence's key holds its row
+    for j in range(m):
+        keys = pos[:, j]
+        assert np.all((keys >= offsets[j]) & (keys < offsets[j + 1]))
+        rows_of_slot = key_row[offsets[j]:offsets[j + 1]]
+        assert len(np.unique(rows_of_slot)) == len(rows_of_slot)   # one key per distinct row
+    for u in range(n_keys):
+        members = out["occurrences"][key_ptr[u]:key_ptr[u + 1]]
+        assert np.all(np.diff(members) > 0)                         # ascending: fixed sum order
+        j = np.searchsorted(offsets, u, side="right") - 1
+        assert np.all(idx[members, j] == key_row[u])
+    assert key_ptr[n_keys] == n * m
+    assert np.all(out["tables"] == -1)                              # tables left clean
+    one = _grouping.group_slots_py(idx, n_vocab, 1)                 # same keys at any count
+    for name in ("key_row", "key_ptr", "occurrences", "pos", "slot_offsets"):
+        np.testing.assert_array_equal(out[name], one[name])
+
+
+# 300: a counting sort; 20,000 and 100,000: a radix sort of 2 and 3 passes
+@pytest.mark.parametrize("n_values", [300, 20_000, 100_000])
+@pytest.mark.parametrize("n_threads", [1, 2, 5])
+def test_row_grouping_matches_numpy(n_values, n_threads):
+    rng = np.random.default_rng(11)
+    values = _skewed_indices(rng, 5000, 1, n_values).ravel()
+    uniq, group_ptr, members = _grouping.group_rows_py(values, n_values, n_threads)
+    np.testing.assert_array_equal(uniq, np.unique(values))
+    # members grouped by value, ascending within a group (a stable sort by value)
+    np.testing.assert_array_equal(members, np.argsort(values, kind="stable"))
+    np.testing.assert_array_equal(np.diff(group_ptr), np.bincount(values)[uniq])
