@@ -40,7 +40,19 @@ def init_params(n_vocab: int, n_features: int, embed_dim: int, hidden: int, n_cl
 
     Initialisation: L uniform in ±sqrt(3/d), so each embedding has an expected
     squared norm of 1; W and U Glorot-uniform (±sqrt(6/(fan_in + fan_out)));
-    b1 and b2 zero. ``seed`` is an int, None, or a numpy Generator.
+    b1 and b2 zero.
+
+    Parameters
+    ----------
+    n_vocab, n_features, embed_dim, hidden, n_classes : int
+        |V| (rows of L), m (feature slots per example), d, Dh and Nc; each >= 1.
+    dtype : float32 or float64
+    seed : int, None or numpy.random.Generator
+
+    Returns
+    -------
+    Params
+        L (n_vocab, d), W (m*d, Dh), b1 (Dh,), U (Dh, Nc), b2 (Nc,), C-contiguous.
     """
     sizes = {"n_vocab": n_vocab, "n_features": n_features, "embed_dim": embed_dim,
              "hidden": hidden, "n_classes": n_classes}
@@ -66,23 +78,61 @@ def init_params(n_vocab: int, n_features: int, embed_dim: int, hidden: int, n_cl
 
 
 def predict_proba(p, idx, *, path: str = "auto") -> np.ndarray:
-    """Softmax probabilities, shape (N, Nc), in the parameters' dtype."""
+    """Softmax probabilities of each row.
+
+    Parameters
+    ----------
+    p : Params
+    idx : int array (N, m)
+        Rows of L for each example's m slots, each in [0, |V|).
+    path : {"auto", "dense", "factored"}
+        Which products to take; "auto" picks the cheaper (see choose_path).
+
+    Returns
+    -------
+    ndarray (N, Nc)
+        A fresh array in the parameters' dtype.
+    """
     prepared = prepare(p, idx, None, path, writeable=False, backward=False)
     run_kernel(_kernels.MODE_PROBA, prepared)
     return prepared.ws.theta.copy()
 
 
 def predict(p, idx, *, path: str = "auto") -> np.ndarray:
-    """The most probable class of each row, shape (N,), int64."""
+    """The most probable class of each row.
+
+    Parameters
+    ----------
+    p, idx, path
+        As in predict_proba.
+
+    Returns
+    -------
+    ndarray (N,) int64
+    """
     return np.argmax(predict_proba(p, idx, path=path), axis=1)
 
 
 def loss(p, idx, y, *, path: str = "auto", dropout: float = 0.0, rng=None) -> float:
     """Mean cross-entropy of the batch (NaN when a parameter it uses is NaN).
 
-    dropout > 0 drops hidden units as a training step would (inverted dropout,
-    mask drawn from rng: an int seed or a numpy Generator; the same seed, the
-    same mask, which is how gradients are checked under dropout).
+    Parameters
+    ----------
+    p : Params
+    idx : int array (N, m)
+        Rows of L, each in [0, |V|).
+    y : int array (N,)
+        Classes, each in [0, Nc).
+    path : {"auto", "dense", "factored"}
+    dropout : float in [0, 1)
+        > 0 drops hidden units as a training step would (inverted dropout).
+    rng : int, None or numpy.random.Generator
+        Draws the dropout mask: the same seed, the same mask (which is how
+        gradients are checked under dropout).
+
+    Returns
+    -------
+    float
     """
     dropout = check_dropout(dropout)
     prepared = prepare(p, idx, y, path, writeable=False, backward=False)
@@ -91,9 +141,19 @@ def loss(p, idx, y, *, path: str = "auto", dropout: float = 0.0, rng=None) -> fl
 
 
 def loss_and_grad(p, idx, y, *, path: str = "auto", dropout: float = 0.0, rng=None):
-    """(mean loss, Gradients): g.L is SparseRows, the others dense arrays.
+    """The mean loss and its gradient with respect to every parameter.
 
-    dropout and rng as in loss(): the gradient of the loss with that mask.
+    Parameters
+    ----------
+    p, idx, y, path, dropout, rng
+        As in loss: with dropout, the gradient of the loss under that mask.
+
+    Returns
+    -------
+    loss : float
+    grads : Gradients
+        grads.L is SparseRows (the touched rows of L, sorted, and their summed
+        gradients); W, b1, U, b2 are dense fresh arrays.
     """
     dropout = check_dropout(dropout)
     prepared = prepare(p, idx, y, path, writeable=False, backward=True)
@@ -108,8 +168,19 @@ def loss_and_grad(p, idx, y, *, path: str = "auto", dropout: float = 0.0, rng=No
 def sgd_step(p, idx, y, lr, *, path: str = "auto") -> float:
     """One SGD step in place: every parameter -= lr * its gradient (L at touched rows).
 
-    Returns the mean loss before the update. If that loss is not finite (a NaN
-    or Inf in the parameters), nothing is written and FloatingPointError is raised.
+    Parameters
+    ----------
+    p : Params
+        Updated in place (C-contiguous, writeable, not overlapping).
+    idx, y, path
+        As in loss.
+    lr : float >= 0
+
+    Returns
+    -------
+    float
+        The mean loss before the update. If it is not finite (a NaN or Inf in
+        the parameters), nothing is written and FloatingPointError is raised.
     """
     lr = check_lr(lr)
     prepared = prepare(p, idx, y, path, writeable=True, backward=True)

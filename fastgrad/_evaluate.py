@@ -29,9 +29,23 @@ def _as_dataset(idx, y) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate(p, idx, y, *, batch_size: int = 4096, path: str = "auto") -> tuple[float, float]:
-    """(mean loss, accuracy) over a data set, batch by batch, in one forward pass each.
+    """The mean loss and accuracy over a data set, in batches of one forward pass each.
 
-    Accuracy counts a row as right when its label's logit is the largest.
+    Parameters
+    ----------
+    p : Params
+    idx : int array (N, m)
+    y : int array (N,)
+    batch_size : int >= 1
+        Rows per forward pass (memory, not results, depends on it).
+    path : {"auto", "dense", "factored"}
+
+    Returns
+    -------
+    loss : float
+        Mean cross-entropy over the N rows.
+    accuracy : float
+        The share of rows whose label's logit is the largest.
     """
     batch_size = _check_count(batch_size, "batch_size")
     idx, y = _as_dataset(idx, y)

@@ -12,8 +12,8 @@
 # into about TASKS_PER_THREAD tasks a thread, handed out dynamically: blocks of
 # keys for P_j and the dL rows, blocks of columns for dW_j (whose inner dimension
 # is K_j: its rows cannot be cut without a reduction). Cutting finer than needed
-# costs: each BLAS call repacks its operands (with fixed 128-key and 64-column
-# blocks a 1-thread parser step spent ~25% more time in BLAS). Each task is one
+# costs: each BLAS call repacks its operands (fixed small blocks made a 1-thread
+# step markedly slower: bench/results/design-measurements.md). Each task is one
 # BLAS call fixed by the thread count, so the result is fixed for a thread count.
 cdef enum:
     SLOT_FORWARD = 0

@@ -56,6 +56,30 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
     from where it was saved, ending bit for bit as the run that was never stopped
     (same data and arguments; epochs may be raised). The history returned then
     includes the epochs finished before the checkpoint.
+
+    Parameters
+    ----------
+    p : Params
+        Trained in place.
+    idx : int array (N, m)
+    y : int array (N,)
+    opt : SGD, AdaGrad or Adam
+    epochs, batch_size : int >= 1
+    dropout : float in [0, 1)
+    l2 : float >= 0
+    shuffle_seed : int
+    validation : (idx_v, y_v) or None
+    progress : bool or None
+    path : {"auto", "dense", "factored"}
+    comm : mpi4py communicator or None
+    checkpoint, resume : path or None
+    checkpoint_every : int >= 1 or None
+
+    Returns
+    -------
+    list of EpochStats
+        One per epoch: training loss and accuracy, validation loss and accuracy
+        (None without validation), seconds.
     """
     _check_optimizer(opt)
     epochs = _check_count(epochs, "epochs")

@@ -23,8 +23,9 @@ from libc.string cimport memset
 import numpy as np
 
 # Both groupings run on every step before (or between) the parallel loops, so a
-# serial grouping bounds the speed-up at many threads (Amdahl): on cm2014 a serial
-# (slot, row) grouping was ~10% of a 1-thread step. The (slot, row) grouping is
+# serial grouping bounds the speed-up at many threads (Amdahl: a serial (slot, row)
+# grouping was a tenth of a cm2014 step, bench/results/design-measurements.md).
+# The (slot, row) grouping is
 # split over slots; the grouping by row is a radix sort split over threads where
 # the vocabulary is wide, and a serial counting sort where it is narrow (cheaper
 # there than any split tried: see group_rows_by_counts). Both give the same groups
@@ -165,8 +166,7 @@ cdef Py_ssize_t group_rows_by_radix(const int64_t* values, Py_ssize_t n_items,
     range and made random accesses into it), threads share it evenly, and the
     order, hence the result, does not depend on the thread count. Where the range
     is narrow a counting sort is faster (its table stays in cache; 256-way
-    scatters over 8-bit digits do not): window, |V| = 5 x items, 0.11 ms against
-    0.36-0.45; parser, |V| = items / 7, 0.5-0.7 ms against 0.22-0.25.
+    scatters over 8-bit digits do not; bench/results/design-measurements.md).
     """
     cdef Py_ssize_t n_chunks = min(<Py_ssize_t> n_threads,
                                    max(<Py_ssize_t> 1, n_items // MIN_ITEMS_PER_THREAD))
@@ -252,8 +252,8 @@ cdef Py_ssize_t group_rows_by_counts(const int64_t* values, Py_ssize_t n_items,
     IN/OUT row_count[n_values]: all 0 on entry and on return (int32: counts and
     cursors are below n_items); the rest as group_rows.
     Serial on purpose: split over threads by ranges of values, each thread had to
-    read every item, and the split ran slower than one thread (parser, 17,000 keys:
-    0.16 ms on 1 thread, 0.31-0.37 ms on 2 to 16 on the 16-core machine).
+    read every item, and the split ran slower than one thread at every count tried
+    (bench/results/design-measurements.md).
     """
     cdef Py_ssize_t i, g, k = 0
     cdef int64_t v, start = 0, count

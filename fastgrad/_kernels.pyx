@@ -3,7 +3,7 @@
 
 Design
 ------
-One training step of the network in DEVELOPERS.md is six matrix products
+One training step of the network in README.md ("The network") is six matrix products
 (xW, hU, hᵀδ1, δ1Uᵀ, xᵀδ2, δ2Wᵀ) glued together by cheap row-wise work. The
 products go to BLAS through the typed layer in ``_blas.pxd``; everything else
 is written here as small ``noexcept nogil`` per-row functions, driven by

@@ -155,13 +155,31 @@ def train_step(p, idx, y, opt: Optimizer, *, dropout: float = 0.0, l2: float = 0
                rng=None, path: str = "auto") -> float:
     """One fused training step in place: forward, backward, the optimizer's update.
 
-    dropout: inverted dropout on the hidden layer (probability of dropping a
-    unit), its mask drawn from rng (an int seed or numpy Generator: the same
-    seed gives the same step bit for bit) and folded into the ReLU mask of
-    the backward pass. l2: weight decay, see the module's conventions.
-    Returns the batch's mean loss before the update (the data loss). If it is
-    not finite, nothing is written (parameters and optimizer state) and
-    FloatingPointError is raised.
+    Parameters
+    ----------
+    p : Params
+        Updated in place.
+    idx : int array (N, m)
+        Rows of L, each in [0, |V|).
+    y : int array (N,)
+        Classes, each in [0, Nc).
+    opt : SGD, AdaGrad or Adam
+        Made for p's shape and dtype; its state is updated with p.
+    dropout : float in [0, 1)
+        Inverted dropout on the hidden layer (the probability of dropping a
+        unit), folded into the ReLU mask of the backward pass.
+    l2 : float >= 0
+        Weight decay, see the module's conventions.
+    rng : int, None or numpy.random.Generator
+        Draws the dropout mask: the same seed gives the same step bit for bit.
+    path : {"auto", "dense", "factored"}
+
+    Returns
+    -------
+    float
+        The batch's mean loss before the update (the data loss). If it is not
+        finite, nothing is written (parameters and optimizer state) and
+        FloatingPointError is raised.
     """
     return _train_step(p, idx, y, opt, dropout, l2, rng, path)[0]
 

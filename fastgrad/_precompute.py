@@ -92,11 +92,21 @@ class Precomputed:
 
 
 def precompute(p, rows=None) -> Precomputed:
-    """Cache L[v] W_j for inference.
+    """Cache L[v] W_j for inference (Chen & Manning's precomputation).
 
-    rows: None (every row of L, for every slot), one array of row ids used for
-    every slot, or a sequence of m arrays, one per slot (a word slot caches
-    the frequent words, a tag slot every tag, a label slot every label).
-    Costs (cached pairs) x Dh numbers of memory: pre.nbytes tells.
+    Parameters
+    ----------
+    p : Params
+        Read now; later changes to p are not seen by the cache.
+    rows : None, int array, or a sequence of m int arrays
+        None caches every row of L for every slot; one array caches those rows
+        for every slot; m arrays, one per slot (a word slot caches the frequent
+        words, a tag slot every tag, a label slot every label).
+
+    Returns
+    -------
+    Precomputed
+        Its predict_proba(idx) gives the probabilities; it costs (cached
+        pairs) x Dh numbers of memory (its nbytes).
     """
     return Precomputed(p, rows)

@@ -10,8 +10,9 @@ cdef inline Py_ssize_t group_range_start(const int64_t* group_ptr, Py_ssize_t n_
 
     Work per group is anything but even (a tag's key may hold hundreds of
     occurrences, a rare word's one), so equal numbers of groups per thread left
-    most threads waiting for the one holding the tags: at 16 threads the segment
-    sums took longer than at 4. A binary search on the running work
+    most threads waiting for the one holding the tags (at 16 threads the sums
+    took longer than at 4: bench/results/design-measurements.md). A binary search
+    on the running work
     group_ptr[g] - group_ptr[0] + g finds each cut.
     """
     cdef int64_t total = group_ptr[n_groups] - group_ptr[0] + n_groups

@@ -14,8 +14,7 @@ def time_round(steps: dict, settle: bool) -> dict:
 
     The previous step's thread pool (OpenBLAS, torch, XLA) keeps its workers
     spinning for ~0.1 s after its last call; on a machine with as many cores as
-    threads they halve the next step's speed (measured: fastgrad's 2-thread
-    parser step 13-15 ms after 0.1-0.3 s of quiet, 23-30 ms right after numpy's).
+    threads they can halve the next step's speed (bench/results/design-measurements.md).
     That belongs to nobody's step: with settle, each waits SETTLE_S first; each
     then makes one untimed call (workspaces, first-call costs) before the timed one.
     """

@@ -197,25 +197,12 @@ def _floor_scipy_step(config, idx, y, dtype, seed):
 
 
 def _torch_step(config, idx, y, dtype, seed):
-    import torch
+    from fastgrad.torch_twin import TorchTwin
 
-    torch.manual_seed(seed)
-    tdtype = torch.float32 if dtype == np.float32 else torch.float64
-    emb = torch.nn.Embedding(config.n_vocab, config.embed_dim, sparse=True).to(tdtype)
-    hidden = torch.nn.Linear(config.n_features * config.embed_dim, config.hidden).to(tdtype)
-    out = torch.nn.Linear(config.hidden, config.n_classes).to(tdtype)
-    params = list(emb.parameters()) + list(hidden.parameters()) + list(out.parameters())
-    opt = torch.optim.SGD(params, lr=LR)
-    t_idx, t_y = torch.from_numpy(idx), torch.from_numpy(y)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        x = emb(t_idx).reshape(config.n, -1)
-        loss = torch.nn.functional.cross_entropy(out(torch.relu(hidden(x))), t_y)
-        loss.backward()
-        opt.step()
-        return loss.item()
-    return step
+    p = fastgrad.init_params(config.n_vocab, config.n_features, config.embed_dim,
+                             config.hidden, config.n_classes, dtype=dtype, seed=seed)
+    twin = TorchTwin(p, "sgd", LR)
+    return lambda: twin.step(idx, y)
 
 
 def _jax_step(config, idx, y, dtype, seed):

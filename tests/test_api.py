@@ -7,7 +7,7 @@ import pytest
 
 import fastgrad
 
-from _helpers import make_problem
+from fastgrad.testing import make_problem
 
 
 def test_params_is_a_record_in_derivation_order():

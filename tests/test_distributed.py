@@ -16,7 +16,7 @@ MPI = pytest.importorskip("mpi4py.MPI")
 import fastgrad                                  # noqa: E402
 import fastgrad.distributed as fd               # noqa: E402
 
-from _helpers import copy_params, make_problem  # noqa: E402
+from fastgrad.testing import copy_params, make_problem  # noqa: E402
 
 COMM = MPI.COMM_WORLD
 RANK, SIZE = COMM.Get_rank(), COMM.Get_size()

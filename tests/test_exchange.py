@@ -7,7 +7,7 @@ import fastgrad
 from fastgrad import _kernels
 from fastgrad._api import get_num_threads
 
-from _helpers import copy_params, make_problem
+from fastgrad.testing import copy_params, make_problem
 
 
 def _optimizers(p):

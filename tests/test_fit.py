@@ -5,7 +5,7 @@ import pytest
 
 import fastgrad
 
-from _helpers import copy_params, make_problem
+from fastgrad.testing import copy_params, make_problem
 
 
 def learnable(n=600, seed=0):

@@ -15,7 +15,7 @@ import pytest
 import fastgrad
 from fastgrad import ModelFileError
 
-from _helpers import copy_params, make_problem
+from fastgrad.testing import copy_params, make_problem
 
 
 def make_optimizer(kind, p):

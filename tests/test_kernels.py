@@ -7,7 +7,7 @@ import fastgrad
 from fastgrad import _workspace, reference
 from fastgrad._validate import check_params
 
-from _helpers import assert_close, assert_grads_close, copy_params, make_problem
+from fastgrad.testing import assert_close, assert_grads_close, copy_params, make_problem
 
 
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
@@ -269,7 +269,7 @@ def _skewed_indices(rng, n, m, n_vocab):
 # 300 rows: grouped by a counting sort; 20,000 and 100,000: by a radix sort of 2 and 3 passes
 @pytest.mark.parametrize("n_vocab", [300, 20_000, 100_000])
 def test_embedding_gradient_rows_are_the_same_at_every_thread_count(path, n_vocab):
-    # 6,000 occurrences: enough for group_rows to cut the value range among threads
+    # 6,000 occurrences: enough for group_rows to split its radix sort over threads
     rng = np.random.default_rng(3)
     p, _, y = make_problem(np.float64, n=1000, m=6, n_vocab=n_vocab)
     idx = _skewed_indices(rng, 1000, 6, n_vocab)

@@ -6,37 +6,16 @@ import pytest
 import fastgrad
 from fastgrad import reference
 
-from _helpers import TOL, copy_params, make_problem
-
-OPTIMIZERS = {
-    "sgd": lambda m, p: m.SGD(p, 0.1),
-    "momentum": lambda m, p: m.SGD(p, 0.05, momentum=0.9),
-    "adagrad": lambda m, p: m.AdaGrad(p, 0.05, eps=1e-6),
-    "adagrad-corenlp": lambda m, p: m.AdaGrad(p, 0.05, eps=1e-6, eps_inside_sqrt=True),
-    "adam": lambda m, p: m.Adam(p, 1e-2),
-}
-
-# over 10 steps rounding differences compound; AdaGrad's first step is lr·g/|g|,
-# which amplifies float32 rounding of tiny gradients
-STEPS_TOL = {np.float64: 1e-10, np.float32: 2e-5}
-
-
-def batches(idx, y, n_steps=10, size=24):
-    for step in range(n_steps):
-        start = (step * 7) % (len(idx) - size)
-        yield step, idx[start:start + size], y[start:start + size]
-
-
-def max_dev(p, q):
-    return max(float(np.max(np.abs(a - b))) for a, b in zip(p, q))
-
+from fastgrad.testing import (
+    OPTIMIZERS, STEPS_TOL, TOL, batches, copy_params, make_problem, max_dev, torch_twin_run,
+)
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
 @pytest.mark.parametrize("dropout,l2", [(0.0, 0.0), (0.3, 1e-3)])
 def test_train_step_matches_reference_over_ten_steps(dtype, path, name, dropout, l2):
     p, idx, y = make_problem(dtype, n=64, vocab_used=12)   # rows repeat within and across batches
     q = copy_params(p)
-    opt, opt_ref = OPTIMIZERS[name](fastgrad, p), OPTIMIZERS[name](reference, q)
+    opt, opt_ref = OPTIMIZERS[name][0](fastgrad, p), OPTIMIZERS[name][0](reference, q)
     for step, bi, by in batches(idx, y):
         J = fastgrad.train_step(p, bi, by, opt, dropout=dropout, l2=l2, rng=step, path=path)
         J_ref = reference.train_step(q, bi, by, opt_ref, dropout=dropout, l2=l2, rng=step)
@@ -158,48 +137,15 @@ def test_optimizer_bad_arguments():
 
 # --- PyTorch, when installed: the optimizers users compare against ---------------------
 
-def torch_run(p, batches_, name, dropout, dtype):
-    """The same network and optimizer in PyTorch; returns the losses and final params."""
-    torch = pytest.importorskip("torch")
-    tdt = torch.float64 if dtype == np.float64 else torch.float32
-    L = torch.nn.Embedding(*p.L.shape, sparse=True, dtype=tdt)
-    with torch.no_grad():
-        L.weight.copy_(torch.from_numpy(p.L))
-    W, b1, U, b2 = (torch.nn.Parameter(torch.from_numpy(a.copy())) for a in p[1:])
-    dense = [W, b1, U, b2]
-    if name == "sgd":
-        opts = [torch.optim.SGD([L.weight, *dense], lr=0.1)]
-    elif name == "momentum":
-        opts = [torch.optim.SGD([L.weight, *dense], lr=0.05, momentum=0.9)]
-    elif name == "adagrad":
-        opts = [torch.optim.Adagrad([L.weight, *dense], lr=0.05, eps=1e-6)]
-    else:
-        opts = [torch.optim.SparseAdam([L.weight], lr=1e-2), torch.optim.Adam(dense, lr=1e-2)]
-    losses = []
-    for step, bi, by in batches_:
-        x = L(torch.from_numpy(bi.astype(np.int64))).reshape(len(bi), -1)
-        h = torch.relu(x @ W + b1)
-        if dropout:
-            h = h * torch.from_numpy(reference.dropout_mask(h.shape, np.dtype(dtype), dropout,
-                                                            step))
-        J = torch.nn.functional.cross_entropy(h @ U + b2, torch.from_numpy(by.astype(np.int64)))
-        for o in opts:
-            o.zero_grad()
-        J.backward()
-        for o in opts:
-            o.step()
-        losses.append(J.item())
-    return losses, [L.weight.detach().numpy(), *(a.detach().numpy() for a in dense)]
-
-
 @pytest.mark.parametrize("name", ["sgd", "momentum", "adagrad", "adam"])
 def test_train_step_matches_torch_over_ten_steps(dtype, name):
     p, idx, y = make_problem(dtype, n=64, n_vocab=12)
     idx[:3].flat[:12] = np.arange(12)   # every batch below touches every row of L, so torch's
     steps = [(s, np.concatenate([idx[:3], bi]), np.concatenate([y[:3], by]))   # dense momentum
              for s, bi, by in batches(idx[3:], y[3:])]                       # equals lazy rows
-    losses, final = torch_run(copy_params(p), steps, name, 0.3, dtype)
-    opt = OPTIMIZERS[name](fastgrad, p)
+    pytest.importorskip("torch")
+    losses, final = torch_twin_run(p, steps, name, 0.3)
+    opt = OPTIMIZERS[name][0](fastgrad, p)
     ours = [fastgrad.train_step(p, bi, by, opt, dropout=0.3, rng=s) for s, bi, by in steps]
     np.testing.assert_allclose(ours, losses, rtol=TOL[dtype][0] * 10, atol=TOL[dtype][1] * 10)
     assert max_dev(p, final) < STEPS_TOL[dtype]

@@ -5,7 +5,7 @@ import pytest
 
 import fastgrad
 
-from _helpers import assert_close, make_problem
+from fastgrad.testing import assert_close, make_problem
 
 
 @pytest.mark.parametrize("rows", ["all", "one-array", "per-slot", "none-cached", "list-of-ints"])

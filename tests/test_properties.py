@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import fastgrad
 from fastgrad import reference
 
-from _helpers import copy_params
+from fastgrad.testing import copy_params
 
 # looser than the fixed-shape tests: sums over up to a few hundred terms in float32
 RTOL = {np.float32: 2e-3, np.float64: 1e-9}

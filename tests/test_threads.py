@@ -12,7 +12,7 @@ import pytest
 import fastgrad
 from fastgrad import _threads
 
-from _helpers import make_problem
+from fastgrad.testing import make_problem
 
 
 def run_child(code, **env):

@@ -5,7 +5,7 @@ import pytest
 
 import fastgrad
 
-from _helpers import make_problem
+from fastgrad.testing import make_problem
 
 
 def snapshot(p):

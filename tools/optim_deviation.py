@@ -16,11 +16,7 @@ import numpy as np
 
 import fastgrad
 from fastgrad import reference
-
-sys.path.insert(0, "tests")
-from test_optim import OPTIMIZERS, batches, torch_run  # noqa: E402
-
-from _helpers import copy_params, make_problem  # noqa: E402
+from fastgrad.testing import OPTIMIZERS, batches, copy_params, make_problem, torch_twin_run
 
 
 def main() -> int:
@@ -39,7 +35,7 @@ def main() -> int:
             steps = [(s, np.concatenate([idx[:3], bi]), np.concatenate([y[:3], by]))
                      for s, bi, by in batches(idx[3:], y[3:])]
             q, r = copy_params(p), copy_params(p)
-            opt, opt_ref = OPTIMIZERS[name](fastgrad, p), OPTIMIZERS[name](reference, q)
+            opt, opt_ref = OPTIMIZERS[name][0](fastgrad, p), OPTIMIZERS[name][0](reference, q)
             ours = [fastgrad.train_step(p, bi, by, opt, dropout=0.3, rng=s) for s, bi, by in steps]
             refs = [reference.train_step(q, bi, by, opt_ref, dropout=0.3, rng=s)
                     for s, bi, by in steps]
@@ -47,7 +43,7 @@ def main() -> int:
             loss_ref = max(abs(a - b) for a, b in zip(ours, refs))
             cells = [f"{dev_ref:.1e}", f"{loss_ref:.1e}"]
             if have_torch:
-                losses, final = torch_run(r, steps, name, 0.3, dtype)
+                losses, final = torch_twin_run(r, steps, name, 0.3)
                 cells += [f"{max(float(np.max(np.abs(a - b))) for a, b in zip(p, final)):.1e}",
                           f"{max(abs(a - b) for a, b in zip(ours, losses)):.1e}"]
             else:

@@ -406,26 +406,15 @@ def peer_speeds(p, data: Instances, batch_size: int, n_batches: int = 5) -> dict
 
 
 def _torch_step(p):
+    """The same training step in PyTorch (fastgrad.torch_twin), or None without torch."""
     try:
-        import torch
+        from fastgrad.torch_twin import TorchTwin
+        twin = TorchTwin(p, "adagrad", 0.01, eps=1e-6, dropout=0.5)
     except ImportError:
         return None
     import warnings
     warnings.filterwarnings("ignore", message="Sparse invariant checks")
-    emb = torch.nn.Embedding(*p.L.shape, sparse=True)
-    with torch.no_grad():
-        emb.weight.copy_(torch.from_numpy(p.L))
-    W, b1, U, b2 = (torch.nn.Parameter(torch.from_numpy(a.copy())) for a in p[1:])
-    opt = torch.optim.Adagrad([emb.weight, W, b1, U, b2], lr=0.01, eps=1e-6)
-
-    def step(idx, y):
-        h = torch.nn.functional.dropout(torch.relu(
-            emb(torch.from_numpy(idx.astype(np.int64))).reshape(len(idx), -1) @ W + b1), 0.5)
-        loss = torch.nn.functional.cross_entropy(h @ U + b2, torch.from_numpy(y.astype(np.int64)))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return step
+    return twin.step
 
 
 def main(argv=None) -> int:
