@@ -16,7 +16,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import fastgrad
-from fastgrad import _api, _kernels, bench
+from fastgrad import _kernels, _step, _threads, bench
 
 
 def profile(config, variant, n_threads, path, steps):
@@ -25,7 +25,7 @@ def profile(config, variant, n_threads, path, steps):
     idx, y = bench.make_batch(config, variant)
     p = fastgrad.init_params(config.n_vocab, config.n_features, config.embed_dim,
                              config.hidden, config.n_classes, dtype=np.float32)
-    prepared = _api.prepare(p, idx, y, path, writeable=True, backward=True)
+    prepared = _step.prepare(p, idx, y, path, writeable=True, backward=True)
     for _ in range(3):
         fastgrad.sgd_step(p, idx, y, 1e-3, path=path)
     _kernels.set_phase_timing(True)
@@ -40,7 +40,7 @@ def profile(config, variant, n_threads, path, steps):
         phases["group (slot, row) keys"] = seconds_per_call(
             lambda: prepared.ws.group_slots(n_threads), steps)
     phases["validate, copy indices"] = seconds_per_call(
-        lambda: _api.prepare_batch(p, idx, y, writeable=True), steps)
+        lambda: _step.prepare_batch(p, idx, y, writeable=True), steps)
     phases["BLAS thread toggles"] = seconds_per_call(toggle_blas_threads, steps)
     phases["rest (Python)"] = total - sum(phases.values())
     return prepared.path, total, phases
@@ -54,7 +54,7 @@ def seconds_per_call(call, repeats):
 
 
 def toggle_blas_threads():
-    with _api._single_threaded_blas:   # what every kernel call does around the kernel
+    with _threads._single_threaded_blas:   # what every kernel call does around the kernel
         pass
 
 
