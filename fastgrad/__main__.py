@@ -9,6 +9,8 @@ import time
 
 import numpy as np
 
+from fastgrad._cli_types import positive_int, positive_int_list
+
 
 def demo(args) -> int:
     """Check the gradients by finite differences, then train a small problem."""
@@ -76,28 +78,13 @@ def inference(args) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    """argparse type: a positive integer, else a usage error (exit status 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def _positive_list(text: str) -> list:
-    return [_positive(t) for t in text.split(",")]
-
-
 def main(argv=None) -> int:
     import fastgrad
 
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["parser"]:   # the example has its own options
-        from fastgrad.examples import parser as example
-        return example.main(argv[1:])
+    if argv[:1] == ["parser"]:   # the parser has its own options
+        from fastgrad.parser import cli
+        return cli.main(argv[1:])
     from fastgrad.bench import CONFIGS, TREEBANK, VARIANTS, treebank_available
 
     parser = argparse.ArgumentParser(prog="python -m fastgrad", description=__doc__)
@@ -114,22 +101,22 @@ def main(argv=None) -> int:
                         f"{TREEBANK}, real parser states, needs pip install turkish-treebanks)")
     b.add_argument("--variant", type=lambda s: s.split(","), default=list(VARIANTS),
                    help="uniform,skewed (default: both)")
-    b.add_argument("--threads", type=_positive_list, default=[1, 2],
+    b.add_argument("--threads", type=positive_int_list, default=[1, 2],
                    help="comma-separated thread counts (default: 1,2)")
     b.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     b.add_argument("--methods", default=None,
                    help="comma-separated subset of fastgrad,fastgrad-dense,fastgrad-factored,"
                         "reference,floor,torch,jax (default: all installed but "
                         "fastgrad-factored)")
-    b.add_argument("--rounds", type=_positive, default=5, help="timed rounds per scenario")
+    b.add_argument("--rounds", type=positive_int, default=5, help="timed rounds per scenario")
     b.add_argument("--warmup", type=int, default=1, choices=range(0, 100), metavar="0..99",
                    help="untimed rounds first")
     b.add_argument("--distributed", action="store_true",
                    help="data-parallel steps over MPI: run as mpiexec -n P fastgrad bench "
                         "--distributed (weak and strong scaling, compute vs exchange, bytes)")
-    b.add_argument("--rows-per-rank", type=_positive, default=1024,
+    b.add_argument("--rows-per-rank", type=positive_int, default=1024,
                    help="with --distributed: rows of each rank's shard (default 1024)")
-    b.add_argument("--steps", type=_positive, default=10,
+    b.add_argument("--steps", type=positive_int, default=10,
                    help="with --distributed: steps timed per measurement (default 10)")
     b.add_argument("--json", metavar="PATH", help="write the results as JSON")
     b.add_argument("--plot", metavar="PATH", help="write a PNG bar chart (needs matplotlib)")

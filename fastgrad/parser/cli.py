@@ -1,0 +1,153 @@
+"""``fastgrad parser``: the showcase, and train / parse / evaluate on any CoNLL-U file.
+
+    fastgrad parser                                   # the showcase on the bundled treebank
+    fastgrad parser train --train T.conllu --dev D.conllu --model M.npz
+    fastgrad parser parse --model M.npz IN.conllu -o OUT.conllu   (- or nothing: stdin/stdout)
+    fastgrad parser evaluate --model M.npz GOLD.conllu [--json]
+
+Bad argument values are usage errors (exit status 2); a file that cannot be read
+or used is one line naming the file (and line) and what is wrong (exit status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from fastgrad._cli_types import int_value, positive_int, real_in
+
+SUBCOMMANDS = ("train", "parse", "evaluate")
+
+
+def _train_parser(sub) -> None:
+    t = sub.add_parser("train", help="train on a CoNLL-U file, keep the best epoch on dev",
+                       description="Train the parser; the model with the best dev LAS is saved "
+                                   "(atomically) after each epoch that improves it.")
+    t.add_argument("--train", required=True, metavar="FILE.conllu")
+    t.add_argument("--dev", required=True, metavar="FILE.conllu")
+    t.add_argument("--model", required=True, metavar="OUT", help="the model file to write")
+    t.add_argument("--embeddings", metavar="FILE",
+                   help="word2vec text format: initial rows of L for the words it has")
+    add_training_options(t, epochs=10)
+    t.add_argument("--patience", type=positive_int, default=None,
+                   help="stop after this many epochs without a better dev LAS")
+    t.add_argument("--min-count", type=positive_int, default=2,
+                   help="words seen fewer times in training map to UNK (default 2)")
+    t.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def add_training_options(ap, *, epochs: int) -> None:
+    """The hyperparameters the showcase and train share."""
+    ap.add_argument("--epochs", type=positive_int, default=epochs)
+    ap.add_argument("--hidden", type=positive_int, default=200)
+    ap.add_argument("--embed-dim", type=positive_int, default=50)
+    ap.add_argument("--optimizer", choices=["adagrad", "adam"], default="adagrad")
+    ap.add_argument("--lr", type=real_in(0.0, float("inf"), low_open=True), default=None,
+                    help="default: 0.01 AdaGrad, 5e-4 Adam")
+    ap.add_argument("--batch-size", type=positive_int, default=256)
+    ap.add_argument("--dropout", type=real_in(0.0, 1.0, high_open=True), default=0.5)
+    ap.add_argument("--l2", type=real_in(0.0, float("inf")), default=1e-8)
+    ap.add_argument("--seed", type=int_value, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="fastgrad parser", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="command", metavar="{train,parse,evaluate}")
+    _train_parser(sub)
+    p = sub.add_parser("parse", help="fill HEAD and DEPREL of a CoNLL-U file",
+                       description="Words and UPOS are read; HEAD and DEPREL are written; every "
+                                   "other column, comment and multiword line is kept.")
+    p.add_argument("--model", required=True)
+    p.add_argument("input", nargs="?", default="-", metavar="INPUT.conllu",
+                   help="the file to parse (- or nothing: standard input)")
+    p.add_argument("-o", "--output", default="-", metavar="OUTPUT.conllu",
+                   help="where to write (- or nothing: standard output)")
+    e = sub.add_parser("evaluate", help="UAS and LAS on a gold CoNLL-U file",
+                       description="Parse the gold file's words with the model (or read "
+                                   "--system) and score by the CoNLL 2018 shared task's "
+                                   "definitions.")
+    e.add_argument("--model", default=None)
+    e.add_argument("gold", metavar="GOLD.conllu")
+    e.add_argument("--system", default=None, metavar="PARSED.conllu",
+                   help="score this parsed file instead of parsing with --model")
+    e.add_argument("--json", action="store_true", help="one JSON object on standard output")
+    return ap
+
+
+def _report(scores: dict) -> str:
+    lines = ["| | UAS | LAS | LAS full label |", "|---|---|---|---|"]
+    for name, suffix in (("all words", ""), ("no punctuation", "_no_punct")):
+        lines.append(f"| {name} | {scores['uas' + suffix]:.2f} | {scores['las' + suffix]:.2f} | "
+                     f"{scores['las_full' + suffix]:.2f} |")
+    lines.append(f"({scores['words']} words, {scores['words_no_punct']} without punctuation; "
+                 "LAS compares the universal part of DEPREL, as the CoNLL 2018 script does)")
+    return "\n".join(lines)
+
+
+def run(args, log) -> int:
+    from fastgrad.parser import conllu
+    from fastgrad.parser.model import ParserModel, train
+    from fastgrad.parser.scoring import attachment_scores
+
+    if args.command == "train":
+        train_sentences = conllu.read(args.train, need_tree=True)
+        dev_sentences = conllu.read(args.dev, need_tree=True)
+        summary = train(train_sentences, dev_sentences, args.model, epochs=args.epochs,
+                        hidden=args.hidden, embed_dim=args.embed_dim, optimizer=args.optimizer,
+                        lr=args.lr, batch_size=args.batch_size, dropout=args.dropout,
+                        l2=args.l2, seed=args.seed, min_count=args.min_count,
+                        embeddings=args.embeddings, patience=args.patience,
+                        log=(lambda _: None) if args.quiet else log)
+        log(f"best epoch {summary['best_epoch']}: dev UAS {summary['dev']['uas']:.2f} "
+            f"LAS {summary['dev']['las']:.2f}; model in {args.model}")
+        return 0
+    if args.command == "parse":
+        model = ParserModel.load(args.model)
+        sentences = conllu.read(args.input, need_tree=False)
+        conllu.write(model.parse(sentences), args.output)
+        return 0
+    gold = conllu.read(args.gold, need_tree=True)
+    if args.system is not None:
+        system = conllu.read(args.system, need_tree=True)
+        name = args.system
+    else:
+        system = ParserModel.load(args.model).parse(gold)
+        name = "parsed"
+    scores = attachment_scores(gold, system, system_name=name)
+    if args.json:
+        print(json.dumps(scores))
+    else:
+        print(_report(scores))
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in SUBCOMMANDS + ("-h", "--help"):
+        from fastgrad.examples import parser as showcase
+        return showcase.main(argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.command is None:
+        ap.print_help()
+        return 0
+    if args.command == "evaluate" and (args.model is None) == (args.system is None):
+        ap.error("evaluate needs --model (to parse the gold words) or --system (a parsed file)")
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr if args.command == "parse" else sys.stdout, flush=True)
+
+    from fastgrad import ModelFileError
+    from fastgrad.parser.conllu import CoNLLUError
+    from fastgrad.parser.model import ParserModelError
+    try:
+        return run(args, log)
+    except (CoNLLUError, ModelFileError, ParserModelError) as e:
+        print(f"fastgrad parser {args.command}: error: {e}", file=sys.stderr)
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        print(f"fastgrad parser {args.command}: error: {e.filename}: {e.strerror}",
+              file=sys.stderr)
+    except ValueError as e:   # embeddings file, a training set with nothing to learn
+        print(f"fastgrad parser {args.command}: error: {e}", file=sys.stderr)
+    return 1

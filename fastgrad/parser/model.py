@@ -1,0 +1,189 @@
+"""A trained parser: the network's parameters with the vocabulary and options it
+was trained with; train, parse, save and load.
+
+The model file is a fastgrad model file (fastgrad.save: parameters, checksums,
+atomic writes) whose metadata holds the vocabulary, the feature layout and the
+options, under a format name and version of its own, so that a file from
+another version, or a fastgrad model that is not a parser, is refused clearly.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+import numpy as np
+
+import fastgrad
+from fastgrad.parser import conllu
+from fastgrad.parser.scoring import attachment_scores
+from fastgrad.parser.transitions import N_FEATURES, Tree, make_instances, parse
+from fastgrad.parser.vocab import Vocabulary
+
+__all__ = ["ParserModel", "ParserModelError", "train", "read_embeddings", "to_tree",
+           "init_like_paper", "make_optimizer",
+           "PARSER_FORMAT", "PARSER_FORMAT_VERSION"]
+
+PARSER_FORMAT = "fastgrad-parser"
+PARSER_FORMAT_VERSION = 1
+# the 48 features: 18 words, 18 tags, 12 labels (see transitions.features)
+FEATURE_LAYOUT = {"words": 18, "tags": 18, "labels": 12}
+
+
+class ParserModelError(ValueError):
+    """A file that is not a parser model this version of fastgrad can use."""
+
+
+def to_tree(sentence: conllu.Sentence) -> Tree:
+    """The words, UPOS tags, heads and relations of a CoNLL-U sentence."""
+    return Tree(sentence.forms, sentence.upos, sentence.heads, sentence.deprels)
+
+
+class ParserModel:
+    """Parameters, vocabulary and options of a trained parser."""
+
+    def __init__(self, p: fastgrad.Params, vocab: Vocabulary, options: dict):
+        self.p, self.vocab, self.options = p, vocab, dict(options)
+        self._pre = None
+
+    def parse(self, sentences, batch_size: int = 4096) -> list:
+        """Parsed copies of conllu.Sentences: HEAD and DEPREL filled in (one root,
+        a projective tree); every other column and line kept as it was."""
+        if self._pre is None:   # cached L[v] W_j for every tag and label, frequent words
+            self._pre = fastgrad.precompute(self.p, self.vocab.rows_to_cache())
+        out = []
+        for start in range(0, len(sentences), batch_size):
+            chunk = sentences[start:start + batch_size]
+            parses = parse(self._pre.predict_proba, [to_tree(s) for s in chunk], self.vocab)
+            for sentence, (heads, labels) in zip(chunk, parses):
+                out.append(sentence.with_tree(heads, [self.vocab.labels[k] for k in labels]))
+        return out
+
+    def save(self, path) -> None:
+        """Write the model (atomically) through fastgrad.save."""
+        meta = {"format": PARSER_FORMAT, "format_version": PARSER_FORMAT_VERSION,
+                "vocabulary": self.vocab.to_meta(), "features": FEATURE_LAYOUT,
+                "options": self.options}
+        fastgrad.save(path, self.p, meta=meta)
+
+    @classmethod
+    def load(cls, path) -> "ParserModel":
+        """A model written by save; ParserModelError for any other file."""
+        p, _, meta = fastgrad.load(path)
+        name = os.fspath(path)
+        if meta.get("format") != PARSER_FORMAT:
+            raise ParserModelError(f"{name} is a fastgrad model file but not a parser model "
+                                   "(made by fastgrad parser train)")
+        version = meta.get("format_version")
+        if version != PARSER_FORMAT_VERSION:
+            raise ParserModelError(f"{name} is a parser model of format version {version}; "
+                                   f"this fastgrad reads version {PARSER_FORMAT_VERSION}: "
+                                   "train it again with this version")
+        if meta.get("features") != FEATURE_LAYOUT:
+            raise ParserModelError(f"{name} has the feature layout {meta.get('features')}, "
+                                   f"not {FEATURE_LAYOUT}")
+        vocab = Vocabulary.from_meta(meta["vocabulary"])
+        if p.L.shape[0] != vocab.size or p.W.shape[0] != N_FEATURES * p.L.shape[1] \
+                or p.U.shape[1] != vocab.n_transitions:
+            raise ParserModelError(f"{name}: the parameters' shapes do not fit its vocabulary")
+        return cls(p, vocab, meta.get("options", {}))
+
+
+def init_like_paper(vocab: Vocabulary, embed_dim: int, hidden: int, seed: int):
+    """fastgrad.init_params shapes; L uniform in ±0.01 as Chen & Manning's random embeddings."""
+    p = fastgrad.init_params(vocab.size, N_FEATURES, embed_dim, hidden, vocab.n_transitions,
+                             dtype=np.float32, seed=seed)
+    p.L[:] = np.random.default_rng(seed).uniform(-0.01, 0.01, p.L.shape)
+    return p
+
+
+def make_optimizer(name: str, p, lr: float | None):
+    if name == "adagrad":
+        return fastgrad.AdaGrad(p, lr=0.01 if lr is None else lr, eps=1e-6)
+    if name == "adam":
+        return fastgrad.Adam(p, lr=5e-4 if lr is None else lr)
+    raise ValueError(f"optimizer must be adagrad or adam, got {name!r}")
+
+
+def read_embeddings(path, vocab: Vocabulary, L: np.ndarray) -> int:
+    """Rows of L for the vocabulary's words from a word2vec text file; returns how
+    many words were found. The first line may be the header "count dim"."""
+    name = os.fspath(path)
+    d, found = L.shape[1], 0
+    with open(name, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            parts = line.rstrip("\r\n").rstrip(" ").split(" ")
+            if line_no == 1 and len(parts) == 2 and all(x.isdigit() for x in parts):
+                if int(parts[1]) != d:
+                    raise ValueError(f"{name}:1: vectors of {parts[1]} numbers, but the "
+                                     f"model's embeddings have {d} (--embed-dim)")
+                continue
+            if len(parts) == 1 and not parts[0]:
+                continue
+            if len(parts) != d + 1:
+                raise ValueError(f"{name}:{line_no}: a word and {len(parts) - 1} numbers, "
+                                 f"where {d} were due (--embed-dim)")
+            row = vocab.word_id.get(parts[0])
+            try:
+                values = np.array(parts[1:], dtype=np.float64)
+            except ValueError:
+                raise ValueError(f"{name}:{line_no}: not a number among the vector's "
+                                 "values") from None
+            if not np.all(np.isfinite(values)):
+                raise ValueError(f"{name}:{line_no}: the vector holds NaN or Inf")
+            if row is not None and row >= 3:
+                L[row] = values
+                found += 1
+    return found
+
+
+def train(train_sentences, dev_sentences, model_path, *, epochs: int = 10,
+          hidden: int = 200, embed_dim: int = 50, optimizer: str = "adagrad",
+          lr: float | None = None, batch_size: int = 256, dropout: float = 0.5,
+          l2: float = 1e-8, seed: int = 0, min_count: int = 2, embeddings=None,
+          patience: int | None = None, log: Callable[[str], None] = print) -> dict:
+    """Train on conllu.Sentences, keeping (saving to model_path) the epoch with the best
+    dev LAS; returns a summary (best epoch, its dev scores, states/s, history)."""
+    trees = [to_tree(s) for s in train_sentences]
+    vocab = Vocabulary(trees, min_count=min_count)
+    data = make_instances(trees, vocab)
+    if len(data.y) == 0:
+        raise ValueError("no training sentence is projective: the arc-standard oracle has "
+                         "nothing to learn from")
+    p = init_like_paper(vocab, embed_dim, hidden, seed)
+    found = read_embeddings(embeddings, vocab, p.L) if embeddings is not None else None
+    opt = make_optimizer(optimizer, p, lr)
+    options = {"epochs": epochs, "hidden": hidden, "embed_dim": embed_dim,
+               "optimizer": optimizer, "lr": opt.lr, "batch_size": batch_size,
+               "dropout": dropout, "l2": l2, "seed": seed, "min_count": min_count,
+               "embeddings": None if embeddings is None else os.fspath(embeddings)}
+    log(f"training: {len(trees)} sentences ({data.n_skipped} non-projective, skipped), "
+        f"{len(data.y)} states; vocabulary {vocab.n_words} words, {vocab.n_tags} tags, "
+        f"{len(vocab.labels)} labels"
+        + (f"; {found} words from {embeddings}" if embeddings is not None else ""))
+    best: dict = {"las": -1.0}
+    history = []
+    for epoch in range(1, epochs + 1):
+        stats = fastgrad.fit(p, data.idx, data.y, opt, epochs=1, batch_size=batch_size,
+                             dropout=dropout, l2=l2, shuffle_seed=seed * 100_003 + epoch)[0]
+        t0 = time.perf_counter()
+        model = ParserModel(p, vocab, options)
+        scores = attachment_scores(dev_sentences, model.parse(dev_sentences),
+                                   system_name="dev")
+        parse_seconds = time.perf_counter() - t0
+        improved = scores["las"] > best["las"]
+        if improved:
+            model.save(model_path)
+            best = {"epoch": epoch, **scores}
+        history.append({"epoch": epoch, "loss": stats.loss, "states_per_s": stats.examples_per_s,
+                        "dev_uas": scores["uas"], "dev_las": scores["las"]})
+        log(f"epoch {epoch}: loss {stats.loss:.4f}, {stats.examples_per_s:,.0f} states/s; "
+            f"dev UAS {scores['uas']:.2f} LAS {scores['las']:.2f} "
+            f"({scores['words'] / parse_seconds:,.0f} words/s parsed)"
+            + (f"; saved to {model_path}" if improved else ""))
+        if patience is not None and epoch - best["epoch"] >= patience:
+            log(f"no better dev LAS for {patience} epochs: stopping")
+            break
+    return {"best_epoch": best["epoch"], "dev": {k: v for k, v in best.items() if k != "epoch"},
+            "history": history}

@@ -1,0 +1,204 @@
+"""The arc-standard transition system, its static oracle, Chen & Manning's 48
+features, and greedy batched decoding.
+
+A sentence here is a Tree: its words, tags, heads (1-based, 0 = root) and labels.
+Non-projective trees have no arc-standard derivation: make_instances skips them
+and counts them.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import NamedTuple
+
+import numpy as np
+
+from fastgrad.parser.vocab import NULL, Vocabulary
+
+__all__ = ["Tree", "N_FEATURES", "State", "oracle", "features", "is_projective",
+           "gold_sequence", "Instances", "make_instances", "parse"]
+
+
+class Tree(NamedTuple):
+    """One sentence; token i (1-based) is words[i-1], its head heads[i-1] (0 = root)."""
+
+    words: list
+    tags: list
+    heads: list
+    labels: list
+
+
+def is_projective(heads) -> bool:
+    """No two arcs cross (the root's arc from position 0 included)."""
+    arcs = [(min(h, d), max(h, d)) for d, h in enumerate(heads, start=1)]
+    for a, b in arcs:
+        for c, e in arcs:
+            if a < c < b < e:
+                return False
+    return True
+
+
+N_FEATURES = 48
+
+
+class State:
+    """A parser configuration: stack, buffer position, the arcs built so far."""
+
+    __slots__ = ("n", "stack", "next", "heads", "labels", "left", "right")
+
+    def __init__(self, n_tokens: int):
+        self.n = n_tokens                       # tokens 1..n, 0 is ROOT
+        self.stack = [0]
+        self.next = 1                           # the buffer is next..n
+        self.heads = [-1] * (n_tokens + 1)
+        self.labels = [-1] * (n_tokens + 1)     # label index of each attached token
+        self.left: list[list[int]] = [[] for _ in range(n_tokens + 1)]   # sorted, left of it
+        self.right: list[list[int]] = [[] for _ in range(n_tokens + 1)]  # sorted, right of it
+
+    def done(self) -> bool:
+        return self.next > self.n and len(self.stack) == 1
+
+    def legal(self, n_labels: int) -> np.ndarray:
+        """Boolean mask over the transitions."""
+        mask = np.zeros(1 + 2 * n_labels, bool)
+        mask[0] = self.next <= self.n
+        if len(self.stack) > 2:                  # LEFT-ARC: s2 is a word, not ROOT
+            mask[1:1 + n_labels] = True
+        if len(self.stack) > 2 or (len(self.stack) == 2 and self.next > self.n):
+            mask[1 + n_labels:] = True           # RIGHT-ARC to ROOT only at the end
+        return mask
+
+    def apply(self, transition: int, n_labels: int) -> None:
+        if transition == 0:
+            self.stack.append(self.next)
+            self.next += 1
+            return
+        s1 = self.stack.pop()
+        s2 = self.stack.pop()
+        if transition <= n_labels:               # LEFT-ARC: s1 → s2
+            head, dep, label = s1, s2, transition - 1
+            bisect.insort(self.left[head], dep)
+        else:                                    # RIGHT-ARC: s2 → s1
+            head, dep, label = s2, s1, transition - 1 - n_labels
+            bisect.insort(self.right[head], dep)
+        self.heads[dep] = head
+        self.labels[dep] = label
+        self.stack.append(head)
+
+
+def oracle(state: State, gold_heads, gold_labels, n_children, attached, n_labels) -> int:
+    """The static arc-standard oracle: LEFT when s2's head is s1, RIGHT when s1's head
+    is s2 and s1 has all its children, else SHIFT. gold_* are 1-based with a dummy 0."""
+    if len(state.stack) >= 2:
+        s1, s2 = state.stack[-1], state.stack[-2]
+        if s2 != 0 and gold_heads[s2] == s1:
+            return 1 + gold_labels[s2]
+        if gold_heads[s1] == s2 and attached[s1] == n_children[s1]:
+            return 1 + n_labels + gold_labels[s1]
+    return 0
+
+
+def features(state: State, words, tags, vocab: Vocabulary, out) -> None:
+    """Chen & Manning's 48 features of a state, written into out (a row of ids).
+
+    Words and tags of s1 s2 s3 b1 b2 b3, of lc1 rc1 lc2 rc2 of s1 and of s2, and of
+    lc1(lc1) rc1(rc1) of s1 and of s2 (18 each); the labels of those 12 children.
+    """
+    null_w, null_t = vocab.word_id[NULL], vocab.tag_id[NULL]
+    null_l = vocab.label_id[NULL]
+    label_base = vocab.n_words + vocab.n_tags + 2     # labels[k] is label_base + k
+    stack, left, right = state.stack, state.left, state.right
+    tokens = [stack[-1] if len(stack) > 0 else -1,
+              stack[-2] if len(stack) > 1 else -1,
+              stack[-3] if len(stack) > 2 else -1]
+    for k in range(3):
+        b = state.next + k
+        tokens.append(b if b <= state.n else -1)
+    children = []
+    for s in tokens[:2]:
+        if s < 0:
+            children += [-1] * 6
+            continue
+        lc, rc = left[s], right[s]
+        lc1 = lc[0] if lc else -1
+        rc1 = rc[-1] if rc else -1
+        children += [lc1, rc1, lc[1] if len(lc) > 1 else -1, rc[-2] if len(rc) > 1 else -1,
+                     left[lc1][0] if lc1 >= 0 and left[lc1] else -1,
+                     right[rc1][-1] if rc1 >= 0 and right[rc1] else -1]
+    # order: s1 s2 s3 b1 b2 b3, then per s1 and s2: lc1 rc1 lc2 rc2 lc1lc1 rc1rc1
+    tokens += children
+    labels = state.labels
+    for i, t in enumerate(tokens):
+        if t < 0:
+            out[i] = null_w
+            out[18 + i] = null_t
+        else:
+            out[i] = words[t]
+            out[18 + i] = tags[t]
+    for i, t in enumerate(children):
+        out[36 + i] = label_base + labels[t] if t >= 0 else null_l
+
+
+class Instances(NamedTuple):
+    idx: np.ndarray        # (n_states, 48) feature ids
+    y: np.ndarray          # (n_states,) gold transitions
+    n_sentences: int
+    n_skipped: int         # non-projective sentences
+
+
+def gold_sequence(sentence: Tree, vocab: Vocabulary):
+    """The oracle's transitions for a projective sentence, with the states' features."""
+    n = len(sentence.words)
+    n_labels = len(vocab.labels)
+    heads = [0] + sentence.heads
+    labels = [0] + [vocab.label_index.get(lab, 0) for lab in sentence.labels]
+    n_children = [0] * (n + 1)
+    for h in sentence.heads:
+        n_children[h] += 1
+    attached = [0] * (n + 1)
+    words, tags = vocab.encode(sentence)
+    state = State(n)
+    rows, moves = [], []
+    while not state.done():
+        row = [0] * N_FEATURES
+        features(state, words, tags, vocab, row)
+        t = oracle(state, heads, labels, n_children, attached, n_labels)
+        rows.append(row)
+        moves.append(t)
+        if t != 0:
+            attached[state.stack[-1] if t <= n_labels else state.stack[-2]] += 1
+        state.apply(t, n_labels)
+    return rows, moves, state
+
+
+def make_instances(sentences, vocab: Vocabulary) -> Instances:
+    rows, moves, n_used, n_skipped = [], [], 0, 0
+    for sentence in sentences:
+        if not is_projective(sentence.heads):
+            n_skipped += 1
+            continue
+        r, m, _ = gold_sequence(sentence, vocab)
+        rows += r
+        moves += m
+        n_used += 1
+    return Instances(np.array(rows, np.int32), np.array(moves, np.int32), n_used, n_skipped)
+
+
+def parse(predictor, sentences, vocab: Vocabulary):
+    """Greedy parses: (heads, label indices) per sentence. predictor(idx) → probabilities;
+    every unfinished sentence contributes one state to each call."""
+    n_labels = len(vocab.labels)
+    states = [State(len(s.words)) for s in sentences]
+    encoded = [vocab.encode(s) for s in sentences]
+    active = [i for i, s in enumerate(states) if not s.done()]
+    batch = np.zeros((len(sentences), N_FEATURES), np.int64)
+    while active:
+        for row, i in enumerate(active):
+            words, tags = encoded[i]
+            features(states[i], words, tags, vocab, batch[row])
+        proba = predictor(batch[:len(active)])
+        for row, i in enumerate(active):
+            scores = np.where(states[i].legal(n_labels), proba[row], -1.0)
+            states[i].apply(int(np.argmax(scores)), n_labels)
+        active = [i for i in active if not states[i].done()]
+    return [(s.heads[1:], s.labels[1:]) for s in states]

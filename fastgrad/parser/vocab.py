@@ -1,0 +1,68 @@
+"""The parser's vocabulary: one joint id space [words | tags | labels], as the
+paper's embedding matrix E, with NULL, ROOT and UNK entries; saved with a model."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+__all__ = ["NULL", "ROOT", "UNK", "Vocabulary"]
+
+NULL, ROOT, UNK = "<NULL>", "<ROOT>", "<UNK>"
+
+
+class Vocabulary:
+    """Words (rare ones → UNK), tags and labels, each with NULL/ROOT/UNK entries."""
+
+    def __init__(self, sentences, min_count: int = 2):
+        counts = Counter(w for s in sentences for w in s.words)
+        # most frequent first (ties alphabetical): a model's first word ids are the
+        # ones worth caching for inference, with no counts saved beside it
+        words = sorted((w for w, c in counts.items() if c >= min_count),
+                       key=lambda w: (-counts[w], w))
+        tags = sorted({t for s in sentences for t in s.tags})
+        labels = sorted({lab for s in sentences for lab in s.labels})
+        self._build(words, tags, labels)
+
+    def _build(self, words, tags, labels):
+        words = [NULL, ROOT, UNK] + [w for w in words if w not in (NULL, ROOT, UNK)]
+        tags = [NULL, ROOT, UNK] + [t for t in tags if t not in (NULL, ROOT, UNK)]
+        self.labels = list(labels)
+        label_entries = [NULL, UNK] + self.labels
+        self.word_id = {w: i for i, w in enumerate(words)}
+        self.tag_id = {t: len(words) + i for i, t in enumerate(tags)}
+        self.label_id = {lab: len(words) + len(tags) + i for i, lab in enumerate(label_entries)}
+        self.n_words, self.n_tags, self.n_label_entries = len(words), len(tags), len(label_entries)
+        self.size = len(words) + len(tags) + len(label_entries)
+        # transitions: 0 = SHIFT, 1 + k = LEFT-ARC(labels[k]), 1 + L + k = RIGHT-ARC(labels[k])
+        self.n_transitions = 1 + 2 * len(self.labels)
+        self.label_index = {lab: k for k, lab in enumerate(self.labels)}
+        self.words, self.tags = words, tags
+
+    def to_meta(self) -> dict:
+        """What a saved model keeps of the vocabulary (JSON: lists of strings)."""
+        return {"words": self.words[3:], "tags": self.tags[3:], "labels": self.labels}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "Vocabulary":
+        """The vocabulary a saved model was trained with."""
+        vocab = cls.__new__(cls)
+        vocab._build(meta["words"], meta["tags"], meta["labels"])
+        return vocab
+
+    def encode(self, sentence):
+        """Per token (0 = ROOT) of a transitions.Tree: word ids and tag ids, as lists."""
+        unk_w, unk_t = self.word_id[UNK], self.tag_id[UNK]
+        words = [self.word_id[ROOT]] + [self.word_id.get(w, unk_w) for w in sentence.words]
+        tags = [self.tag_id[ROOT]] + [self.tag_id.get(t, unk_t) for t in sentence.tags]
+        return words, tags
+
+    def rows_to_cache(self, top_words: int = 1000) -> list[np.ndarray]:
+        """Per feature slot, the rows a parser caches: the top_words most frequent
+        words, every tag, every label (Chen & Manning cache the 10,000 most frequent
+        words); the words are numbered most frequent first."""
+        frequent = np.arange(min(self.n_words, 3 + top_words))
+        tags = np.arange(self.n_words, self.n_words + self.n_tags)
+        labels = np.arange(self.n_words + self.n_tags, self.size)
+        return [frequent] * 18 + [tags] * 18 + [labels] * 12
