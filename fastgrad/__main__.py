@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from fastgrad._cli_types import positive_int, positive_int_list
+from fastgrad._cli_types import nonnegative_int, positive_int, positive_int_list
 
 
 def demo(args) -> int:
@@ -122,20 +122,19 @@ def main(argv=None) -> int:
     b.add_argument("--plot", metavar="PATH", help="write a PNG bar chart (needs matplotlib)")
     inf = sub.add_parser("inference", help="predict_proba vs precomputed inference")
     inf.add_argument("--config", type=lambda s: s.split(","), default=["parser", "cm2014"])
-    inf.add_argument("--top-words", type=int, default=1000)
+    inf.add_argument("--top-words", type=nonnegative_int, default=1000)
     inf.add_argument("--variant", choices=VARIANTS, default="skewed")
     inf.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     args = parser.parse_args(argv)
+    for c in getattr(args, "config", ()):
+        if c == TREEBANK and not treebank_available():
+            parser.error(f"config {TREEBANK} needs the turkish-treebanks package: "
+                         "pip install turkish-treebanks")
+        if c not in CONFIGS and c != TREEBANK:
+            parser.error(f"unknown config {c!r}; choose from {', '.join(CONFIGS)}, {TREEBANK}")
     if args.command == "inference":
         return inference(args)
     if args.command == "bench":
-        for c in args.config:
-            if c == TREEBANK and not treebank_available():
-                parser.error(f"config {TREEBANK} needs the turkish-treebanks package: "
-                             "pip install turkish-treebanks")
-            if c not in CONFIGS and c != TREEBANK:
-                parser.error(f"unknown config {c!r}; choose from {', '.join(CONFIGS)}, "
-                             f"{TREEBANK}")
         for v in args.variant:
             if v not in VARIANTS:
                 parser.error(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")

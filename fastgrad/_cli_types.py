@@ -18,6 +18,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def nonnegative_int(text: str) -> int:
+    """An integer >= 0."""
+    value = int_value(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def positive_int_list(text: str) -> list:
     """Comma-separated positive integers."""
     return [positive_int(t) for t in text.split(",")]

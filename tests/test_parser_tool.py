@@ -1,0 +1,229 @@
+"""fastgrad parser train / parse / evaluate on user files (fastgrad/parser/)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastgrad
+from fastgrad.parser import cli, conllu
+from fastgrad.parser.model import ParserModel, ParserModelError, read_embeddings
+from fastgrad.parser.scoring import attachment_scores, universal
+from fastgrad.parser.vocab import Vocabulary
+
+# A toy treebank: subject-verb-object sentences with determiners and punctuation,
+# one multiword token, one empty node and comments, as UD files have them.
+WORDS = ["dog", "cat", "man", "bird", "fish", "girl"]
+VERBS = ["saw", "likes", "sees", "feeds"]
+
+
+def toy_sentence(i: int) -> str:
+    subj, obj, verb = WORDS[i % 6], WORDS[(i * 5 + 1) % 6], VERBS[i % 4]
+    rows = [("the", "DET", 2, "det"), (subj, "NOUN", 3, "nsubj"), (verb, "VERB", 0, "root"),
+            ("a", "DET", 5, "det"), (obj, "NOUN", 3, "obj:thing"), (".", "PUNCT", 3, "punct")]
+    lines = [f"# sent_id = s{i}", f"# text = the {subj} {verb} a {obj} ."]
+    for k, (form, tag, head, rel) in enumerate(rows, start=1):
+        lines.append(f"{k}\t{form}\t{form}\t{tag}\t_\t_\t{head}\t{rel}\t_\t_")
+    return "\n".join(lines) + "\n"
+
+
+def toy_file(path, sentences) -> str:
+    path.write_text("\n".join(toy_sentence(i) for i in sentences) + "\n", encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    d = tmp_path_factory.mktemp("parser")
+    train = toy_file(d / "train.conllu", range(60))
+    dev = toy_file(d / "dev.conllu", range(60, 80))
+    model = str(d / "model.npz")
+    rc = cli.main(["train", "--train", train, "--dev", dev, "--model", model, "--epochs", "6",
+                   "--hidden", "32", "--embed-dim", "16", "--batch-size", "32",
+                   "--dropout", "0.1", "--lr", "0.05", "--min-count", "1", "--quiet"])
+    assert rc == 0
+    return d, model, dev
+
+
+def test_read_keeps_every_line_and_writes_it_back(tmp_path):
+    text = ("# newdoc\n# text = Vámonos al mar\n"
+            "1-2\tVámonos\t_\t_\t_\t_\t_\t_\t_\t_\n"
+            "1\tVamos\tir\tVERB\t_\t_\t0\troot\t_\t_\n"
+            "2\tnos\tnosotros\tPRON\t_\t_\t1\tobj\t_\t_\n"
+            "2.1\tx\t_\t_\t_\t_\t_\t_\t_\t_\n"
+            "3-4\tal\t_\t_\t_\t_\t_\t_\t_\t_\n"
+            "3\ta\ta\tADP\t_\t_\t5\tcase\t_\t_\n"
+            "4\tel\tel\tDET\t_\t_\t5\tdet\t_\t_\n"
+            "5\tmar\tmar\tNOUN\t_\t_\t1\tobl\t_\tSpaceAfter=No")   # no final newline at all
+    [s] = conllu.parse_text(text, need_tree=True)
+    assert s.forms == ["Vamos", "nos", "a", "el", "mar"] and s.heads == [0, 1, 5, 5, 1]
+    out = tmp_path / "out.conllu"
+    conllu.write([s], out)
+    assert out.read_text(encoding="utf-8") == text + "\n\n"     # same lines, a final blank
+
+
+BAD_FILES = [
+    ("1\ta\t_\tX\t_\t_\t0\troot\t_\n", 1, "9 tab-separated columns"),
+    ("1\ta\t_\tX\t_\t_\t0\troot\t_\t_\n3\tb\t_\tX\t_\t_\t1\tdep\t_\t_\n", 2, "word ID 3"),
+    ("1\ta\t_\tX\t_\t_\t0\troot\t_\t_\n2\tb\t_\tX\t_\t_\tx\tdep\t_\t_\n", 2, "HEAD 'x'"),
+    ("1\ta\t_\tX\t_\t_\t0\troot\t_\t_\n2\tb\t_\tX\t_\t_\t7\tdep\t_\t_\n", 2, "points past"),
+    ("# c\n1\ta\t_\tX\t_\t_\t0\troot\t_\t_\n2\tb\t_\tX\t_\t_\t0\troot\t_\t_\n", 3,
+     "exactly one root"),
+    ("1\ta\t_\tX\t_\t_\t2\tdep\t_\t_\n2\tb\t_\tX\t_\t_\t1\tdep\t_\t_\n"
+     "3\tc\t_\tX\t_\t_\t0\troot\t_\t_\n", 1, "cycle"),
+    ("1\ta\t_\tX\t_\t_\t1\tdep\t_\t_\n", 1, "its own HEAD"),
+    ("1\ta\t_\tX\t_\t_\t_\t_\t_\t_\n", 1, "HEAD is '_'"),
+    ("1\ta\t_\tX\t_\t_\t0\t_\t_\t_\n", 1, "DEPREL is '_'"),
+    ("1a\ta\t_\tX\t_\t_\t0\troot\t_\t_\n", 1, "is not N, N-M or N.M"),
+    ("# only a comment\n", 1, "without any word line"),
+    ("\n\n", 1, "no sentences"),
+]
+
+
+@pytest.mark.parametrize("text,line,message", BAD_FILES)
+def test_malformed_conllu_names_file_line_and_problem(tmp_path, text, line, message):
+    path = tmp_path / "bad.conllu"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(conllu.CoNLLUError) as e:
+        conllu.read(path, need_tree=True)
+    assert str(e.value).startswith(f"{path}:{line}: ") and message in str(e.value)
+
+
+def test_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "latin1.conllu"
+    path.write_bytes(b"1\ta\t_\tX\t_\t_\t0\troot\t_\t_\n\n1\t\xe9t\xe9\t_\tX\t_\t_\t0\troot\t_\t_\n")
+    with pytest.raises(conllu.CoNLLUError, match=r"latin1.conllu:3: not UTF-8"):
+        conllu.read(path, need_tree=True)
+
+
+def test_files_to_parse_may_leave_head_and_deprel_empty():
+    [s] = conllu.parse_text("1\ta\t_\tX\t_\t_\t_\t_\t_\t_\n2\tb\t_\tY\t_\t_\t_\t_\t_\t_",
+                            need_tree=False)
+    assert s.heads == [None, None] and s.deprels == [None, None]
+
+
+def test_official_scores():
+    gold = conllu.parse_text("1\ta\t_\tNOUN\t_\t_\t2\tnmod:poss\t_\t_\n"
+                             "2\tb\t_\tVERB\t_\t_\t0\troot\t_\t_\n"
+                             "3\t.\t_\tPUNCT\t_\t_\t2\tpunct\t_\t_\n", need_tree=True)
+    system = [gold[0].with_tree([2, 0, 1], ["nmod", "root", "punct"])]
+    s = attachment_scores(gold, system)
+    assert universal("nmod:poss") == "nmod"
+    assert s["uas"] == pytest.approx(200 / 3) and s["las"] == pytest.approx(200 / 3)
+    assert s["las_full"] == pytest.approx(100 / 3)                 # nmod ≠ nmod:poss in full
+    assert s["uas_no_punct"] == 100 and s["las_no_punct"] == 100 and s["las_full_no_punct"] == 50
+    other = [gold[0].with_tree([2, 0, 2], ["nmod", "root", "punct"])]
+    other[0].words[0][1] = "z"
+    with pytest.raises(conllu.CoNLLUError, match="words differ"):
+        attachment_scores(gold, other)
+
+
+def test_training_learns_the_toy_grammar_and_keeps_the_best_epoch(trained):
+    d, model_path, dev = trained
+    model = ParserModel.load(model_path)
+    gold = conllu.read(dev, need_tree=True)
+    scores = attachment_scores(gold, model.parse(gold))
+    assert scores["uas"] > 90 and scores["las"] > 85, scores
+    assert model.options["hidden"] == 32 and model.vocab.labels == sorted(
+        {"det", "nsubj", "root", "obj:thing", "punct"})
+
+
+def test_parsed_output_is_valid_conllu_with_everything_else_kept(trained, tmp_path):
+    _, model_path, _ = trained
+    text = ("# newdoc id = x\n# text = the zebra saw a dog .\n"
+            "1\tthe\tthe\tDET\t_\t_\t_\t_\t_\t_\n"
+            "2-3\tzebrasaw\t_\t_\t_\t_\t_\t_\t_\t_\n"
+            "2\tzebra\tzebra\tPROPN\t_\tA=B\t_\t_\t_\t_\n"              # unseen word and tag
+            "3\tsaw\tsee\tVERB\t_\t_\t_\t_\t_\t_\n"
+            "3.1\tgone\t_\t_\t_\t_\t_\t_\t_\t_\n"
+            "4\ta\ta\tDET\t_\t_\t_\t_\t_\t_\n"
+            "5\tdog\tdog\tNOUN\t_\t_\t_\t_\t_\tSpaceAfter=No\n"
+            "6\t.\t.\tPUNCT\t_\t_\t_\t_\t_\t_")                            # no final newline
+    src = tmp_path / "in.conllu"
+    src.write_text(text, encoding="utf-8")
+    out = tmp_path / "out.conllu"
+    assert cli.main(["parse", "--model", model_path, str(src), "-o", str(out)]) == 0
+    written = out.read_text(encoding="utf-8")
+    assert written.endswith("\n\n")
+    [parsed] = conllu.read(out, need_tree=True)             # one root, heads in range, no cycle
+    in_lines, out_lines = text.split("\n"), written.rstrip("\n").split("\n")
+    assert len(in_lines) == len(out_lines)
+    for a, b in zip(in_lines, out_lines):
+        ca, cb = a.split("\t"), b.split("\t")
+        if len(ca) < 10 or not ca[0].isdigit():
+            assert a == b                                    # comments, 2-3, 3.1 untouched
+        else:
+            assert ca[:6] + ca[8:] == cb[:6] + cb[8:]       # only HEAD and DEPREL filled
+    assert parsed.heads[2] == 0 and parsed.deprels[1] == "nsubj"
+
+
+def test_round_trip_in_a_fresh_process_equals_evaluate(trained, tmp_path):
+    _, model_path, dev = trained
+    out = tmp_path / "parsed.conllu"
+    env = dict(os.environ, PYTHONPATH="")
+    run = [sys.executable, "-m", "fastgrad", "parser"]
+    with open(dev, "rb") as stdin:      # standard input to standard output
+        parsed = subprocess.run(run + ["parse", "--model", model_path], stdin=stdin,
+                                capture_output=True, check=True, cwd="/", env=env).stdout
+    out.write_bytes(parsed)
+    via_system = subprocess.run(run + ["evaluate", "--system", str(out), dev, "--json"],
+                                capture_output=True, text=True, check=True, cwd="/", env=env)
+    via_model = subprocess.run(run + ["evaluate", "--model", model_path, dev, "--json"],
+                               capture_output=True, text=True, check=True, cwd="/", env=env)
+    a, b = json.loads(via_system.stdout), json.loads(via_model.stdout)
+    assert a == b and {"uas", "las", "las_full"} <= set(a)
+    gold = conllu.read(dev, need_tree=True)
+    assert a == attachment_scores(gold, conllu.read(out, need_tree=True))
+
+
+def test_model_files_of_other_kinds_are_refused(trained, tmp_path):
+    _, model_path, _ = trained
+    p, _, meta = fastgrad.load(model_path)
+    plain = tmp_path / "plain.npz"
+    fastgrad.save(plain, p)
+    with pytest.raises(ParserModelError, match="not a parser model"):
+        ParserModel.load(plain)
+    old = tmp_path / "old.npz"
+    fastgrad.save(old, p, meta={**meta, "format_version": 99})
+    with pytest.raises(ParserModelError, match="format version 99"):
+        ParserModel.load(old)
+    assert cli.main(["parse", "--model", str(old), model_path]) == 1
+
+
+def test_embeddings_fill_known_words(tmp_path):
+    vocab = Vocabulary([conllu_tree("dog saw cat")], min_count=1)
+    L = np.zeros((vocab.size, 3))
+    path = tmp_path / "vec.txt"
+    path.write_text("3 3\ndog 1 2 3\nunicorn 4 5 6\ncat 7 8 9\n", encoding="utf-8")
+    assert read_embeddings(path, vocab, L) == 2
+    assert L[vocab.word_id["dog"]].tolist() == [1, 2, 3]
+    path.write_text("dog 1 2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"vec.txt:1: a word and 2 numbers, where 3"):
+        read_embeddings(path, vocab, L)
+    path.write_text("dog 1 x 3\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"vec.txt:1: not a number"):
+        read_embeddings(path, vocab, L)
+
+
+def conllu_tree(words):
+    from fastgrad.parser.transitions import Tree
+    ws = words.split()
+    return Tree(ws, ["X"] * len(ws), [0] + [1] * (len(ws) - 1), ["root"] + ["dep"] * (len(ws) - 1))
+
+
+@pytest.mark.parametrize("argv", [
+    ["parser", "--epochs", "-1"], ["parser", "--hidden", "0"], ["parser", "--dropout", "1"],
+    ["parser", "train", "--train", "a", "--dev", "b", "--model", "c", "--lr", "-1"],
+    ["parser", "train", "--train", "a"], ["parser", "evaluate", "gold.conllu"],
+    ["parser", "parse", "x.conllu"], ["bench", "--rounds", "0"], ["bench", "--threads", "0"],
+    ["bench", "--config", "nope"], ["inference", "--config", "nope"],
+    ["inference", "--top-words", "-3"], ["nope"],
+])
+def test_bad_arguments_are_usage_errors(argv):
+    out = subprocess.run([sys.executable, "-m", "fastgrad", *argv], capture_output=True,
+                         text=True, cwd="/", env=dict(os.environ, PYTHONPATH=""))
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and "error:" in out.stderr.splitlines()[-1]
