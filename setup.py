@@ -56,7 +56,8 @@ directives = {
 }
 
 # One extension per module that stands alone: the step's kernels (with their
-# .pxi parts and C headers), the groupings, and the typed workspace.
+# .pxi parts and C headers), the groupings, the typed workspace, and the
+# parser's transition system.
 extensions = [
     Extension(
         f"fastgrad.{name}",
@@ -68,7 +69,7 @@ extensions = [
         extra_link_args=openmp_link,
         depends=["fastgrad/_constants.h", "fastgrad/_row_loops.h"],
     )
-    for name in ("_kernels", "_grouping", "_workspace")
+    for name in ("_kernels", "_grouping", "_workspace", "_arc_standard")
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

@@ -71,7 +71,8 @@ def inference(args) -> int:
           "cache MiB |")
     print("|---|---|---|---|---|---|---|")
     for c in args.config:
-        for r in harness.run_inference(harness.get_config(c), top_words=args.top_words,
+        for r in harness.run_inference(harness.get_config(c), sizes=args.sizes,
+                                       top_words=args.top_words,
                                        dtype=np.dtype(args.dtype), variant=args.variant):
             print(f"| {c} | {r['n']} | {r['predict_proba_ms']:.3f} | {r['precomputed_ms']:.3f} "
                   f"| {r['speedup']:.2f}x | {r['hit_rate']:.1%} | {r['cache_mib']:.1f} |")
@@ -123,6 +124,8 @@ def main(argv=None) -> int:
     inf = sub.add_parser("inference", help="predict_proba vs precomputed inference")
     inf.add_argument("--config", type=lambda s: s.split(","), default=["parser", "cm2014"])
     inf.add_argument("--top-words", type=nonnegative_int, default=1000)
+    inf.add_argument("--sizes", type=positive_int_list, default=[1, 16, 64, 256, 1024, 4096],
+                     help="comma-separated batch sizes (default 1,16,64,256,1024,4096)")
     inf.add_argument("--variant", choices=VARIANTS, default="skewed")
     inf.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     args = parser.parse_args(argv)

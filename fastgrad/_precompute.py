@@ -12,6 +12,7 @@ The cache is a snapshot: after p changes (training), call precompute again.
 from __future__ import annotations
 
 import numbers
+import threading
 
 import numpy as np
 
@@ -68,6 +69,12 @@ class Precomputed:
                 np.matmul(self.p.L[r], self.p.W[j * d:(j + 1) * d], out=self.table[base:base + k])
             base += k
         self.n_cached = n_cached
+        # scratch of predict_proba's misses, grown on demand and reused
+        self._lock = threading.Lock()
+        self._miss_row = np.empty(0, np.int64)
+        self._miss_offsets = np.empty(m + 1, np.int64)
+        self._miss_x = np.empty((0, d), shape.dtype)
+        self._missed = np.empty((0, hidden), shape.dtype)
 
     @property
     def nbytes(self) -> int:
@@ -75,13 +82,31 @@ class Precomputed:
         return self.table.nbytes + self.cache_pos.nbytes
 
     def predict_proba(self, idx) -> np.ndarray:
-        """Softmax probabilities, shape (N, Nc): predict_proba(p, idx) to rounding."""
+        """Softmax probabilities, shape (N, Nc): predict_proba(p, idx) to rounding.
+
+        Pairs the cache lacks are multiplied together, one product per slot over
+        its distinct missing rows. Calls on one Precomputed from several Python
+        threads take turns (the misses are numbered in its table)."""
         _, ws, n = prepare_batch(self.p, idx, None, writeable=False)
-        p = self.p
-        with _single_threaded_blas:
+        p, d = self.p, self.p.L.shape[1]
+        with self._lock, _single_threaded_blas:
+            items = n * self.cache_pos.shape[0]
+            if self._miss_row.shape[0] < items:
+                self._miss_row = np.empty(items, np.int64)
+            n_miss = _kernels.number_misses(ws.idx, n, self.cache_pos, self._miss_row,
+                                            self._miss_offsets)
+            try:
+                if self._missed.shape[0] < n_miss:   # grown by a quarter: no regrowth
+                    rows = n_miss + n_miss // 4
+                    self._miss_x = np.empty((rows, d), self.table.dtype)
+                    self._missed = np.empty((rows, self.table.shape[1]), self.table.dtype)
+            except BaseException:   # (MemoryError) the table must not keep the numbering
+                self.cache_pos[self.cache_pos < -1] = -1
+                raise
             _kernels.precomputed_proba(p.L, p.W, p.b1, p.U, p.b2, ws.idx, n, self.cache_pos,
-                                       self.table, ws, get_num_threads())
-        return ws.theta.copy()
+                                       self.table, self._miss_row, self._miss_offsets,
+                                       self._miss_x, self._missed, ws, get_num_threads())
+            return ws.theta.copy()
 
     def predict(self, idx) -> np.ndarray:
         """The most probable class of each row, shape (N,)."""

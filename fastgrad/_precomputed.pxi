@@ -1,17 +1,46 @@
 # Precomputed inference (Chen & Manning §3.3): the first layer from cached
 # L[v] W_j rows (fastgrad/_precompute.py builds the cache). Included by
 # _kernels.pyx (which holds the cimports).
+#
+# A batch's (slot, row) pairs that the cache lacks are multiplied together, one
+# product per slot over that slot's distinct missing rows (the factored path's
+# slot_gemms), never one 1 x d by d x Dh product per occurrence: per occurrence,
+# a few hundred rows were enough for the misses to make precomputed inference
+# slower than predict_proba.
 
-cdef void precomputed_hidden(const floating* L, const floating* W, const floating* b1,
-                             const int64_t* idx, const int32_t* cache_pos,
-                             const floating* table, Py_ssize_t n, Py_ssize_t n_slots,
-                             Py_ssize_t n_vocab, Py_ssize_t d, Py_ssize_t n_hidden,
+
+def number_misses(const int64_t[::1] idx, Py_ssize_t n, int32_t[:, ::1] cache_pos,
+                  int64_t[::1] miss_row, int64_t[::1] miss_offsets):
+    """Number the batch's distinct uncached (slot, row) pairs, slot by slot.
+
+    IN idx (n * m); IN/OUT cache_pos (m x |V|): -1 where uncached on entry; the k-th
+    miss's entry becomes -2 - k (precomputed_proba puts every one back to -1)
+    OUT miss_row[k]: its row of L; miss_offsets (m + 1): slot j's misses are
+    miss_offsets[j] .. miss_offsets[j + 1]. Returns the number of misses.
+    """
+    cdef Py_ssize_t i, j, m = cache_pos.shape[0], k = 0
+    cdef int64_t w
+    with nogil:
+        for j in range(m):
+            miss_offsets[j] = k
+            for i in range(n):
+                w = idx[i * m + j]
+                if cache_pos[j, w] == -1:
+                    cache_pos[j, w] = <int32_t> (-2 - k)
+                    miss_row[k] = w
+                    k += 1
+        miss_offsets[m] = k
+    return k
+
+
+cdef void precomputed_hidden(const floating* b1, const int64_t* idx, const int32_t* cache_pos,
+                             const floating* table, const floating* missed, Py_ssize_t n,
+                             Py_ssize_t n_slots, Py_ssize_t n_vocab, Py_ssize_t n_hidden,
                              floating* h, int n_threads) noexcept nogil:
-    """h[i] = relu(b1 + Σ_j L[w_ij] W_j), each term a cached row when there is one.
+    """h[i] = relu(b1 + Σ_j L[w_ij] W_j), each term a row of table or of missed.
 
-    IN cache_pos (n_slots x n_vocab): the row of table holding L[v] W_j, or -1;
-    an uncached (slot, row) pair is multiplied on the spot (a 1 x d by d x Dh
-    product). IN L, W, b1, idx (n x n_slots), table; OUT h (n x n_hidden).
+    IN cache_pos (n_slots x n_vocab): the row of table holding L[v] W_j, or -2 - k
+    for the k-th row of missed; IN b1, idx (n x n_slots); OUT h (n x n_hidden).
     """
     cdef Py_ssize_t i, j
     cdef int64_t w
@@ -19,6 +48,12 @@ cdef void precomputed_hidden(const floating* L, const floating* W, const floatin
     cdef floating* out
     for i in prange(n, num_threads=n_threads, schedule='static'):
         out = h + i * n_hidden
+        if i + 1 < n:   # the next example's rows: their misses overlap with this sum
+            for j in range(n_slots):
+                at = cache_pos[j * n_vocab + idx[(i + 1) * n_slots + j]]
+                fastgrad_prefetch(table + at * n_hidden if at >= 0 else
+                                  missed + (-2 - <Py_ssize_t> at) * n_hidden,
+                                  n_hidden * sizeof(floating), 0)
         memset(out, 0, n_hidden * sizeof(floating))
         for j in range(n_slots):
             w = idx[i * n_slots + j]
@@ -26,31 +61,42 @@ cdef void precomputed_hidden(const floating* L, const floating* W, const floatin
             if at >= 0:
                 add_row(out, table + at * n_hidden, n_hidden)
             else:
-                gemm(False, False, 1, <int> n_hidden, <int> d, <floating> 1, L + w * d, <int> d,
-                     W + j * d * n_hidden, <int> n_hidden, <floating> 1, out, <int> n_hidden)
+                add_row(out, missed + (-2 - <Py_ssize_t> at) * n_hidden, n_hidden)
         bias_relu_row(out, b1, n_hidden)
 
 
 def precomputed_proba(const floating[:, ::1] L, const floating[:, ::1] W,
                       const floating[::1] b1, const floating[:, ::1] U,
                       const floating[::1] b2, const int64_t[::1] idx, Py_ssize_t n,
-                      const int32_t[:, ::1] cache_pos, const floating[:, ::1] table,
+                      int32_t[:, ::1] cache_pos, const floating[:, ::1] table,
+                      const int64_t[::1] miss_row, const int64_t[::1] miss_offsets,
+                      floating[:, ::1] miss_x, floating[:, ::1] missed,
                       Workspace ws, int n_threads):
     """Probabilities of n rows from cached first-layer products, into ws.theta.
 
-    IN parameters, idx (n*m, checked), cache_pos (m x |V|), table (K x Dh);
-    OUT ws.h, ws.theta (the probabilities).
+    IN parameters, idx (n*m, checked), table (K x Dh); the misses as number_misses
+    left them; scratch miss_x (misses x d), missed (misses x Dh).
+    IN/OUT cache_pos: as number_misses left it on entry, all its misses -1 again
+    on return. OUT ws.h, ws.theta (the probabilities).
     """
     cdef Py_ssize_t n_vocab = L.shape[0], d = L.shape[1]
     cdef Py_ssize_t n_slots = W.shape[0] // d, n_hidden = W.shape[1], n_classes = U.shape[1]
-    cdef Py_ssize_t i
+    cdef Py_ssize_t j, k, n_miss = miss_offsets[n_slots]
     cdef floating[:, ::1] h = ws.h
     cdef floating[:, ::1] theta = ws.theta
     cdef double[::1] row_loss = ws.row_loss
     cdef const floating* ptable = &table[0, 0] if table.shape[0] > 0 else NULL
+    cdef floating* pmissed = &missed[0, 0] if n_miss > 0 else NULL
     with nogil:
-        precomputed_hidden(&L[0, 0], &W[0, 0], &b1[0], &idx[0], &cache_pos[0, 0], ptable, n,
-                           n_slots, n_vocab, d, n_hidden, &h[0, 0], n_threads)
+        if n_miss > 0:
+            gather_rows(&L[0, 0], d, &miss_row[0], n_miss, &miss_x[0, 0], n_threads)
+            slot_gemms(SLOT_FORWARD, &miss_offsets[0], n_slots, d, n_hidden, &miss_x[0, 0],
+                       pmissed, &W[0, 0], NULL, n_threads)
+        precomputed_hidden(&b1[0], &idx[0], &cache_pos[0, 0], ptable, pmissed, n, n_slots,
+                           n_vocab, n_hidden, &h[0, 0], n_threads)
+        for j in range(n_slots):
+            for k in range(miss_offsets[j], miss_offsets[j + 1]):
+                cache_pos[j, miss_row[k]] = -1
         gemm_rows_parallel(False, False, <int> n, <int> n_classes, <int> n_hidden, <floating> 1,
                            &h[0, 0], <int> n_hidden, &U[0, 0], <int> n_classes, <floating> 0,
                            &theta[0, 0], <int> n_classes, n_threads)

@@ -349,7 +349,10 @@ def cache_rows(config: Config, top_words: int) -> list:
     return rows
 
 
-def run_inference(config: Config, sizes=(1, 1024), top_words: int = 1000, rounds: int = 20,
+INFERENCE_SIZES = (1, 16, 64, 256, 1024, 4096)
+
+
+def run_inference(config: Config, sizes=INFERENCE_SIZES, top_words: int = 1000, rounds: int = 20,
                   dtype=np.float32, variant: str = "skewed") -> list[dict]:
     """predict_proba against precompute(...).predict_proba, interleaved, per batch size."""
     p = fastgrad.init_params(config.n_vocab, config.n_features, config.embed_dim,
@@ -357,7 +360,10 @@ def run_inference(config: Config, sizes=(1, 1024), top_words: int = 1000, rounds
     t0 = time.perf_counter()
     pre = fastgrad.precompute(p, cache_rows(config, top_words))
     build_s = time.perf_counter() - t0
-    idx_all, _ = make_batch(config, variant, seed=1)
+    batches = [make_batch(config, variant, seed=1)[0]]
+    while sum(len(b) for b in batches) < max(sizes):
+        batches.append(make_batch(config, variant, seed=1 + len(batches))[0])
+    idx_all = np.concatenate(batches)
     rows = []
     for n in sizes:
         idx = np.ascontiguousarray(idx_all[:n])

@@ -5,6 +5,7 @@ import pytest
 
 import fastgrad
 from fastgrad.examples import parser as P
+from fastgrad.parser import transitions
 
 JOHN = P.Tree(words=["John", "saw", "Mary", "."], tags=["NOUN", "VERB", "NOUN", "PUNCT"],
                   heads=[2, 0, 2, 2], labels=["nsubj", "root", "dobj", "p"])
@@ -121,3 +122,24 @@ def test_short_training_run_beats_the_trivial_baseline(splits):
     # precomputed and plain inference agree on real states
     plain = P.parse(lambda idx: fastgrad.predict_proba(p, idx), dev[:20], vocab)
     assert plain == parses[:20]
+
+
+def test_c_transition_system_matches_the_python_twin():
+    # a predictor whose scores are a fixed function of the feature row: the two
+    # implementations parse alike only if features, legality and moves all agree
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(40)]
+    sentences = []
+    for n in list(range(1, 12)) + list(rng.integers(1, 40, size=60)):
+        sentences.append(P.Tree(list(rng.choice(words, n)), list(rng.choice(["A", "B", "C"], n)),
+                                [0] * n, ["l"] * n))
+    vocab = P.Vocabulary(sentences + [NESTED, JOHN], min_count=1)
+    mix = rng.standard_normal((P.N_FEATURES, vocab.n_transitions))
+
+    def predictor(idx):
+        return np.sin(idx.astype(np.float64) @ mix * 0.37)
+
+    c = P.parse(predictor, sentences, vocab)
+    assert c == transitions.parse_in_python(predictor, sentences, vocab)
+    for heads, labels in c:                                   # a tree with one root
+        assert heads.count(0) == 1 and all(0 <= k < len(vocab.labels) for k in labels)

@@ -36,3 +36,17 @@ def test_precompute_bad_rows():
     pre = fastgrad.precompute(p)
     with pytest.raises(ValueError, match="idx"):
         pre.predict_proba(idx + 30)
+
+
+@pytest.mark.parametrize("n", [1, 7, 300])
+def test_misses_are_batched_and_the_cache_is_left_as_it_was(dtype, n):
+    # repeated uncached pairs within a slot and across slots, some cached ones between
+    rng = np.random.default_rng(n)
+    p, _, _ = make_problem(dtype, n=n, m=5, n_vocab=60)
+    idx = rng.integers(0, 60, size=(n, 5))
+    idx[: n // 2, 1] = idx[: n // 2, 2] = 7          # the same row in two slots, many times
+    pre = fastgrad.precompute(p, [np.arange(0, 60, 3)] * 5)
+    before = pre.cache_pos.copy()
+    for _ in range(2):                               # second call: scratch reused
+        assert_close(pre.predict_proba(idx), fastgrad.predict_proba(p, idx), dtype)
+        np.testing.assert_array_equal(pre.cache_pos, before)

@@ -16,7 +16,7 @@ import numpy as np
 from fastgrad.parser.vocab import NULL, Vocabulary
 
 __all__ = ["Tree", "N_FEATURES", "State", "oracle", "features", "is_projective",
-           "gold_sequence", "Instances", "make_instances", "parse"]
+           "gold_sequence", "Instances", "make_instances", "parse", "parse_in_python"]
 
 
 class Tree(NamedTuple):
@@ -184,9 +184,28 @@ def make_instances(sentences, vocab: Vocabulary) -> Instances:
     return Instances(np.array(rows, np.int32), np.array(moves, np.int32), n_used, n_skipped)
 
 
-def parse(predictor, sentences, vocab: Vocabulary):
-    """Greedy parses: (heads, label indices) per sentence. predictor(idx) → probabilities;
-    every unfinished sentence contributes one state to each call."""
+def parse(predictor, sentences, vocab: Vocabulary, n_threads: int | None = None):
+    """Greedy parses: (heads, label indices) per sentence. predictor(idx) → scores
+    (N, n_transitions); every unfinished sentence contributes one state to each
+    call. The states live in C (fastgrad._arc_standard), stepped all at once."""
+    from fastgrad import get_num_threads
+    from fastgrad._arc_standard import ArcStandardBatch
+
+    word, tag, lengths = vocab.encode_all(sentences)
+    batch = ArcStandardBatch(word, tag, lengths, len(vocab.labels), vocab.word_id[NULL],
+                             vocab.tag_id[NULL], vocab.label_id[NULL],
+                             vocab.n_words + vocab.n_tags + 2)
+    threads = get_num_threads() if n_threads is None else n_threads
+    rows = np.zeros((len(sentences), N_FEATURES), np.int64)
+    n = batch.n_unfinished
+    while n:
+        batch.features(rows, threads)
+        n = batch.advance(np.ascontiguousarray(predictor(rows[:n])), threads)
+    return batch.result()
+
+
+def parse_in_python(predictor, sentences, vocab: Vocabulary):
+    """parse(), one State object per sentence: the readable twin the tests check it by."""
     n_labels = len(vocab.labels)
     states = [State(len(s.words)) for s in sentences]
     encoded = [vocab.encode(s) for s in sentences]

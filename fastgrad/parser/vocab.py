@@ -4,6 +4,7 @@ paper's embedding matrix E, with NULL, ROOT and UNK entries; saved with a model.
 from __future__ import annotations
 
 from collections import Counter
+from itertools import repeat
 
 import numpy as np
 
@@ -57,6 +58,22 @@ class Vocabulary:
         words = [self.word_id[ROOT]] + [self.word_id.get(w, unk_w) for w in sentence.words]
         tags = [self.tag_id[ROOT]] + [self.tag_id.get(t, unk_t) for t in sentence.tags]
         return words, tags
+
+    def encode_all(self, sentences):
+        """Word ids, tag ids (int32, ROOT before each sentence's words) and the
+        sentences' lengths, for many sentences at once (the parser's input)."""
+        forms, tags = [], []
+        for s in sentences:
+            forms.append(ROOT)
+            forms += s.words
+            tags.append(ROOT)
+            tags += s.tags
+        word = np.fromiter(map(self.word_id.get, forms, repeat(self.word_id[UNK])), np.int32,
+                           len(forms))
+        tag = np.fromiter(map(self.tag_id.get, tags, repeat(self.tag_id[UNK])), np.int32,
+                          len(tags))
+        lengths = np.fromiter(map(len, (s.words for s in sentences)), np.int32, len(sentences))
+        return word, tag, lengths
 
     def rows_to_cache(self, top_words: int = 1000) -> list[np.ndarray]:
         """Per feature slot, the rows a parser caches: the top_words most frequent

@@ -1,0 +1,202 @@
+# cython: language_level=3
+"""The arc-standard transition system over a batch of sentences, in C.
+
+Greedy parsing steps every unfinished sentence of a batch at once: write the 48
+features of each one's state (``features``), let the network score them, apply
+each one's best legal transition (``advance``). Both are loops over sentences
+without the GIL (parallel over threads), so the Python loop runs once per
+step of the longest sentence, not once per state.
+
+Transitions: 0 = SHIFT, 1 + k = LEFT-ARC(label k), 1 + L + k = RIGHT-ARC(label k).
+The features are Chen & Manning's (fastgrad/parser/transitions.py, ``features``,
+is the readable twin that the tests compare this with): words and tags of s1 s2 s3
+b1 b2 b3, of lc1 rc1 lc2 rc2 lc1(lc1) rc1(rc1) of s1 and of s2, and the labels of
+those 12 children.
+
+Children arrive in order: in arc-standard a token's left dependents are attached
+nearest first (each LEFT-ARC takes the element below it, which lies further left
+than the one before) and its right dependents nearest first too (each RIGHT-ARC
+attaches the stack top, right of every earlier right dependent). So the two
+leftmost and two rightmost children are kept as four numbers per token, with no
+sorted lists.
+"""
+
+cimport cython
+from cython.parallel cimport prange
+from libc.stdint cimport int32_t, int64_t
+
+import numpy as np
+
+from fastgrad._blas cimport floating
+
+cdef enum:
+    NONE = -1
+    N_SLOTS = 48
+
+
+cdef class ArcStandardBatch:
+    """States of a batch of sentences, parsed together (see the module's notes)."""
+
+    cdef int32_t[::1] start        # sentence i's positions: start[i] (ROOT) .. start[i] + n_i
+    cdef int32_t[::1] length       # n_i, its words
+    cdef int32_t[::1] word, tag    # per position: feature ids (ROOT at the sentence's start)
+    cdef int32_t[::1] head, label  # per position: built so far (-1: not yet)
+    cdef int32_t[::1] lc1, lc2, rc1, rc2
+    cdef int32_t[::1] stack, depth, next_word
+    cdef int32_t[::1] active
+    cdef Py_ssize_t n_active
+    cdef int n_labels, null_word, null_tag, null_label, label_base
+
+    def __init__(self, word, tag, lengths, int n_labels, int null_word, int null_tag,
+                 int null_label, int label_base):
+        """word, tag: feature ids of every sentence's positions, each sentence ROOT
+        first then its words (sum of lengths + 1 entries); lengths: words per sentence."""
+        lengths = np.ascontiguousarray(lengths, np.int32)
+        if lengths.size and lengths.min() < 1:
+            raise ValueError("every sentence needs at least one word")
+        starts = np.zeros(lengths.size + 1, np.int32)
+        np.cumsum(lengths + 1, out=starts[1:])
+        total = int(starts[-1])
+        word = np.ascontiguousarray(word, np.int32)
+        tag = np.ascontiguousarray(tag, np.int32)
+        if word.shape != (total,) or tag.shape != (total,):
+            raise ValueError(f"word and tag must hold {total} ids (ROOT and the words of "
+                             "every sentence)")
+        self.start, self.length, self.word, self.tag = starts, lengths, word, tag
+        self.head = np.full(total, NONE, np.int32)
+        self.label = np.full(total, NONE, np.int32)
+        self.lc1 = np.full(total, NONE, np.int32)
+        self.lc2 = np.full(total, NONE, np.int32)
+        self.rc1 = np.full(total, NONE, np.int32)
+        self.rc2 = np.full(total, NONE, np.int32)
+        self.stack = np.zeros(total, np.int32)     # sentence i's stack: stack[start[i] ...]
+        self.depth = np.ones(lengths.size, np.int32)  # ROOT is on every stack
+        self.next_word = np.ones(lengths.size, np.int32)
+        self.active = np.arange(lengths.size, dtype=np.int32)
+        self.n_active = lengths.size
+        self.n_labels, self.null_word, self.null_tag = n_labels, null_word, null_tag
+        self.null_label, self.label_base = null_label, label_base
+
+    @property
+    def n_unfinished(self):
+        return self.n_active
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def features(self, int64_t[:, ::1] out, int n_threads=1):
+        """Row r of out: the 48 features of the r-th unfinished sentence; returns how many."""
+        cdef Py_ssize_t r
+        if out.shape[0] < self.n_active or out.shape[1] != N_SLOTS:
+            raise ValueError(f"out must be at least ({self.n_active}, {N_SLOTS})")
+        with nogil:
+            for r in prange(self.n_active, num_threads=n_threads, schedule='static'):
+                self._features(self.active[r], &out[r, 0])
+        return self.n_active
+
+    cdef inline int32_t _child(self, int32_t base, int32_t t, int which) noexcept nogil:
+        """Child `which` (0 lc1, 1 rc1, 2 lc2, 3 rc2) of position t, or NONE."""
+        if t == NONE:
+            return NONE
+        if which == 0:
+            return self.lc1[base + t]
+        if which == 1:
+            return self.rc1[base + t]
+        if which == 2:
+            return self.lc2[base + t]
+        return self.rc2[base + t]
+
+    cdef void _features(self, int32_t i, int64_t* row) noexcept nogil:
+        cdef int32_t base = self.start[i], d = self.depth[i], n = self.length[i]
+        cdef int32_t tokens[18]
+        cdef int32_t k, s, c
+        for k in range(3):
+            tokens[k] = self.stack[base + d - 1 - k] if d > k else NONE
+        for k in range(3):
+            tokens[3 + k] = self.next_word[i] + k if self.next_word[i] + k <= n else NONE
+        for k in range(2):        # per s1 and s2: lc1 rc1 lc2 rc2 lc1(lc1) rc1(rc1)
+            s = tokens[k]
+            for c in range(4):
+                tokens[6 + 6 * k + c] = self._child(base, s, c)
+            tokens[10 + 6 * k] = self._child(base, tokens[6 + 6 * k], 0)
+            tokens[11 + 6 * k] = self._child(base, tokens[7 + 6 * k], 1)
+        for k in range(18):
+            if tokens[k] == NONE:
+                row[k] = self.null_word
+                row[18 + k] = self.null_tag
+            else:
+                row[k] = self.word[base + tokens[k]]
+                row[18 + k] = self.tag[base + tokens[k]]
+        for k in range(12):
+            c = tokens[6 + k]
+            row[36 + k] = self.label_base + self.label[base + c] if c != NONE else self.null_label
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def advance(self, const floating[:, ::1] scores, int n_threads=1):
+        """Apply each unfinished sentence's highest-scoring legal transition (row r of
+        scores for the r-th, as features() wrote them); returns how many remain."""
+        cdef Py_ssize_t r, kept = 0
+        if scores.shape[0] < self.n_active or scores.shape[1] != 1 + 2 * self.n_labels:
+            raise ValueError(f"scores must be at least ({self.n_active}, {1 + 2 * self.n_labels})")
+        with nogil:
+            for r in prange(self.n_active, num_threads=n_threads, schedule='static'):
+                self._apply(self.active[r], self._best(self.active[r], &scores[r, 0]))
+            for r in range(self.n_active):   # the unfinished ones, in order
+                if self.next_word[self.active[r]] <= self.length[self.active[r]] \
+                        or self.depth[self.active[r]] > 1:
+                    self.active[kept] = self.active[r]
+                    kept += 1
+            self.n_active = kept
+        return kept
+
+    cdef int _best(self, int32_t i, const floating* row) noexcept nogil:
+        """The legal transition with the highest score (the first, on ties)."""
+        cdef int d = self.depth[i], t, best = -1, L = self.n_labels
+        cdef bint shift_ok = self.next_word[i] <= self.length[i]
+        cdef bint left_ok = d > 2
+        cdef bint right_ok = d > 2 or (d == 2 and not shift_ok)
+        cdef double top = -1.0
+        if shift_ok:
+            best, top = 0, row[0]
+        if left_ok:
+            for t in range(1, 1 + L):
+                if best < 0 or row[t] > top:
+                    best, top = t, row[t]
+        if right_ok:
+            for t in range(1 + L, 1 + 2 * L):
+                if best < 0 or row[t] > top:
+                    best, top = t, row[t]
+        return best
+
+    cdef void _apply(self, int32_t i, int t) noexcept nogil:
+        cdef int32_t base = self.start[i], d = self.depth[i]
+        cdef int32_t s1, s2, h, dep
+        if t == 0:
+            self.stack[base + d] = self.next_word[i]
+            self.depth[i] = d + 1
+            self.next_word[i] += 1
+            return
+        s1 = self.stack[base + d - 1]
+        s2 = self.stack[base + d - 2]
+        if t <= self.n_labels:                      # LEFT-ARC: s1 → s2
+            h, dep = s1, s2
+            self.label[base + dep] = t - 1
+            self.lc2[base + h] = self.lc1[base + h]
+            self.lc1[base + h] = dep
+        else:                                       # RIGHT-ARC: s2 → s1
+            h, dep = s2, s1
+            self.label[base + dep] = t - 1 - self.n_labels
+            self.rc2[base + h] = self.rc1[base + h]
+            self.rc1[base + h] = dep
+        self.head[base + dep] = h
+        self.stack[base + d - 2] = h
+        self.depth[i] = d - 1
+
+    def result(self):
+        """(heads, label indices) per sentence, its words 1..n."""
+        out = []
+        head, label = np.asarray(self.head), np.asarray(self.label)
+        for i in range(len(self.length)):
+            a, b = self.start[i] + 1, self.start[i] + 1 + self.length[i]
+            out.append((head[a:b].tolist(), label[a:b].tolist()))
+        return out
