@@ -115,6 +115,9 @@ def main(argv=None) -> int:
     b.add_argument("--distributed", action="store_true",
                    help="data-parallel steps over MPI: run as mpiexec -n P fastgrad bench "
                         "--distributed (weak and strong scaling, compute vs exchange, bytes)")
+    b.add_argument("--contention", action="store_true",
+                   help="training states/s quiet and beside a busy process it starts, at 1 "
+                        "thread and the default (and torch's, when installed)")
     b.add_argument("--rows-per-rank", type=positive_int, default=1024,
                    help="with --distributed: rows of each rank's shard (default 1024)")
     b.add_argument("--steps", type=positive_int, default=10,
@@ -141,6 +144,10 @@ def main(argv=None) -> int:
         for v in args.variant:
             if v not in VARIANTS:
                 parser.error(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+        if args.contention:
+            from fastgrad import bench_contention
+            args.config_given = "--config" in argv
+            return bench_contention.main(args)
         if args.distributed:
             try:
                 from fastgrad import bench_distributed

@@ -18,7 +18,7 @@ import numpy as np
 
 from fastgrad import _kernels
 from fastgrad._step import prepare_batch
-from fastgrad._threads import _single_threaded_blas, get_num_threads
+from fastgrad._threads import _single_threaded_blas, threads_for_step
 from fastgrad._types import Params
 from fastgrad._validate import check_params
 
@@ -105,7 +105,7 @@ class Precomputed:
                 raise
             _kernels.precomputed_proba(p.L, p.W, p.b1, p.U, p.b2, ws.idx, n, self.cache_pos,
                                        self.table, self._miss_row, self._miss_offsets,
-                                       self._miss_x, self._missed, ws, get_num_threads())
+                                       self._miss_x, self._missed, ws, threads_for_step())
             return ws.theta.copy()
 
     def predict(self, idx) -> np.ndarray:

@@ -10,7 +10,7 @@ import math
 from typing import NamedTuple
 
 from fastgrad import _kernels
-from fastgrad._threads import _single_threaded_blas, get_num_threads
+from fastgrad._threads import _single_threaded_blas, threads_for_step
 from fastgrad._types import Params, Shape
 from fastgrad._validate import (
     as_generator, as_index_array, check_params, check_path, check_sizes, copy_checked,
@@ -84,7 +84,7 @@ def prepare(p, idx, y, path, *, writeable: bool, backward: bool) -> Prepared:
     path = check_path(path)
     # read once: the per-thread scratch rows are sized for this count, whatever
     # another Python thread passes to set_num_threads meanwhile
-    n_threads = get_num_threads()
+    n_threads = threads_for_step()
     shape, ws, n = prepare_batch(p, idx, y, writeable=writeable, n_threads=n_threads)
     if path == "auto":
         path = "dense"

@@ -12,7 +12,14 @@ first that applies wins), as scikit-learn's _openmp_effective_n_threads does:
    processes, so ranks × threads never exceed the cores;
 4. the usable cores (the process's CPU affinity).
 
-Each is bounded by the usable cores.
+Each is bounded by the usable cores. When the count comes from rule 3 or 4 (no
+count was asked for), a step uses fewer threads while other processes keep some
+of those cores busy (``threads_for_step``): a thread that shares its core with
+a busy process runs at half speed or less and every parallel loop waits for it,
+so on a busy machine more threads made a step slower than one thread
+(bench/results/contention-2core.txt). The kernels' results are fixed for a
+given thread count, not across counts, so a run that must repeat bit for bit
+on a busy machine sets its count (any of rules 1-2).
 """
 
 from __future__ import annotations
@@ -20,10 +27,11 @@ from __future__ import annotations
 import numbers
 import os
 import threading
+import time
 
 from fastgrad import _kernels
 
-__all__ = ["set_num_threads", "get_num_threads", "thread_count_source"]
+__all__ = ["set_num_threads", "get_num_threads", "thread_count_source", "threads_for_step"]
 
 
 def usable_cores() -> int:
@@ -98,13 +106,91 @@ def _resolve() -> tuple[int, str]:
 
 
 def get_num_threads() -> int:
-    """The thread count the kernels use on their next call (see the module's rules)."""
+    """The thread count the kernels use on their next call (see the module's rules).
+
+    Without a count set (rules 3-4), a step uses fewer while other processes keep
+    cores busy (see threads_for_step)."""
     return _resolve()[0]
 
 
 def thread_count_source() -> str:
     """Which rule set get_num_threads()'s count (shown by show_config)."""
-    return _resolve()[1]
+    count, source = _resolve()
+    if source in _ADAPTIVE_SOURCES:
+        busy = _other_load.cores_busy()
+        return (f"{source}, fewer while other processes keep cores busy "
+                f"(now {busy:.1f} busy)")
+    return source
+
+
+# ---------------------------------------------------------------------------
+# Cores kept busy by other processes
+# ---------------------------------------------------------------------------
+
+_ADAPTIVE_SOURCES = ("the usable cores",)   # and the launcher's share, by prefix below
+
+
+class _OtherLoad:
+    """How many of this process's usable cores other processes keep busy: the CPU
+    time of those cores (Linux's /proc/stat) less this process's own, over the
+    last SAMPLE_S or more. Read at most once per SAMPLE_S; 0 where it cannot be read."""
+
+    SAMPLE_S = 0.1
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._last: tuple | None = None
+        self._busy = 0.0
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._readable = os.path.exists("/proc/stat") and hasattr(os, "sched_getaffinity")
+
+    def _cpu_seconds(self) -> float | None:
+        """Busy seconds of the usable cores since boot, every process together."""
+        try:
+            cpus = {f"cpu{c}" for c in os.sched_getaffinity(0)}
+            busy = 0
+            with open("/proc/stat") as f:
+                for line in f:
+                    fields = line.split()
+                    if fields and fields[0] in cpus:
+                        # user nice system idle iowait irq softirq steal
+                        v = [int(x) for x in fields[1:9]]
+                        busy += v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+            return busy / self._tick
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def cores_busy(self) -> float:
+        if not self._readable:
+            return 0.0
+        now = time.monotonic()
+        with self._lock:
+            if self._last is not None and now - self._last[0] < self.SAMPLE_S:
+                return self._busy
+            total = self._cpu_seconds()
+            if total is None:
+                self._readable = False
+                return 0.0
+            sample = (now, total, time.process_time())
+            if self._last is not None:
+                elapsed = now - self._last[0]
+                others = (total - self._last[1]) - (sample[2] - self._last[2])
+                self._busy = max(0.0, others / elapsed)
+            self._last = sample
+            return self._busy
+
+
+_other_load = _OtherLoad()
+
+
+def threads_for_step() -> int:
+    """The thread count of the next kernel call: get_num_threads(), less the cores
+    other processes keep busy when no count was asked for (rules 3-4), at least 1."""
+    count, source = _resolve()
+    if source in _ADAPTIVE_SOURCES or source.startswith("the cores shared by"):
+        free = usable_cores() - _other_load.cores_busy()
+        return max(1, min(count, int(free + 0.5)))
+    return count
 
 
 # ---------------------------------------------------------------------------

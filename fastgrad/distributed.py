@@ -45,7 +45,7 @@ from fastgrad._evaluate import evaluate as local_evaluate
 from fastgrad._io import _named_arrays
 from fastgrad._optim import Optimizer, _check_optimizer
 from fastgrad._step import prepare, run_kernel
-from fastgrad._threads import _ParamsWriteLock, get_num_threads
+from fastgrad._threads import _ParamsWriteLock, threads_for_step
 from fastgrad._types import Params, Shape
 from fastgrad._validate import (
     as_generator, as_index_array, check_dropout, check_params, check_path, check_real,
@@ -410,7 +410,7 @@ def train_step(p, idx, y, opt: Optimizer, comm, *, dropout: float = 0.0, l2: flo
     # ---- the same update on every rank ----
     with _ParamsWriteLock(p):
         _kernels.apply_update(opt._rule(l2), p.L, p.W, p.b1, p.U, p.b2, rows, values, *views,
-                              opt.state1, opt.state2, get_num_threads())
+                              opt.state1, opt.state2, threads_for_step())
         opt.steps += 1
     if prepared is None:
         buf.zero_dense.fill(0)   # the allreduce wrote the sums into it

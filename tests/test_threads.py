@@ -132,3 +132,49 @@ def test_models_sharing_an_embedding_table_share_its_lock():
     q = fastgrad.Params(p.L, *(a.copy() for a in p[1:]))
     assert {_threads._memory_key(a) for a in p} & {_threads._memory_key(a) for a in q} == \
         {_threads._memory_key(p.L)}
+
+
+class _FakeClock:
+    """Feeds _OtherLoad synthetic readings: every core's busy seconds and our own."""
+
+    def __init__(self, monkeypatch, load):
+        self.t, self.cpu, self.ours = 100.0, 0.0, 0.0
+        monkeypatch.setattr(_threads.time, "monotonic", lambda: self.t)
+        monkeypatch.setattr(_threads.time, "process_time", lambda: self.ours)
+        monkeypatch.setattr(load, "_cpu_seconds", lambda: self.cpu)
+        monkeypatch.setattr(load, "_readable", True)
+
+    def advance(self, seconds, others, ours):
+        self.t += seconds
+        self.cpu += (others + ours) * seconds
+        self.ours += ours * seconds
+
+
+def test_steps_use_fewer_threads_while_other_processes_keep_cores_busy(monkeypatch):
+    load = _threads._OtherLoad()
+    monkeypatch.setattr(_threads, "_other_load", load)
+    monkeypatch.setattr(_threads, "usable_cores", lambda: 4)
+    monkeypatch.setattr(_threads, "_resolve", lambda: (4, "the usable cores"))
+    clock = _FakeClock(monkeypatch, load)
+    assert _threads.threads_for_step() == 4                   # first reading: nothing known
+    clock.advance(0.2, others=2.0, ours=2.0)                  # two cores busy elsewhere
+    assert _threads.threads_for_step() == 2
+    clock.advance(0.05, others=0.0, ours=2.0)                 # within SAMPLE_S: not re-read
+    assert _threads.threads_for_step() == 2
+    clock.advance(0.2, others=3.9, ours=0.1)
+    assert _threads.threads_for_step() == 1                   # never fewer than one
+    clock.advance(0.2, others=0.3, ours=4.0)                  # our own time is not "other"
+    assert _threads.threads_for_step() == 4
+    # an explicit count is obeyed whatever the load
+    monkeypatch.setattr(_threads, "_resolve", lambda: (3, "set_num_threads"))
+    clock.advance(0.2, others=4.0, ours=0.0)
+    assert _threads.threads_for_step() == 3
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="reads /proc/stat")
+def test_core_time_is_read_from_the_system():
+    load = _threads._OtherLoad()
+    first = load._cpu_seconds()
+    sum(i * i for i in range(300_000))   # some CPU time passes
+    assert first is not None and load._cpu_seconds() >= first > 0
+    assert load.cores_busy() >= 0.0 and 1 <= _threads.threads_for_step() <= fastgrad.get_num_threads()

@@ -188,14 +188,14 @@ def parse(predictor, sentences, vocab: Vocabulary, n_threads: int | None = None)
     """Greedy parses: (heads, label indices) per sentence. predictor(idx) → scores
     (N, n_transitions); every unfinished sentence contributes one state to each
     call. The states live in C (fastgrad._arc_standard), stepped all at once."""
-    from fastgrad import get_num_threads
+    from fastgrad._threads import threads_for_step
     from fastgrad._arc_standard import ArcStandardBatch
 
     word, tag, lengths = vocab.encode_all(sentences)
     batch = ArcStandardBatch(word, tag, lengths, len(vocab.labels), vocab.word_id[NULL],
                              vocab.tag_id[NULL], vocab.label_id[NULL],
                              vocab.n_words + vocab.n_tags + 2)
-    threads = get_num_threads() if n_threads is None else n_threads
+    threads = threads_for_step() if n_threads is None else n_threads
     rows = np.zeros((len(sentences), N_FEATURES), np.int64)
     n = batch.n_unfinished
     while n:
