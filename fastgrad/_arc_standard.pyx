@@ -31,7 +31,6 @@ from fastgrad._blas cimport floating
 
 cdef enum:
     NONE = -1
-    N_SLOTS = 48
 
 
 cdef class ArcStandardBatch:
@@ -39,18 +38,21 @@ cdef class ArcStandardBatch:
 
     cdef int32_t[::1] start        # sentence i's positions: start[i] (ROOT) .. start[i] + n_i
     cdef int32_t[::1] length       # n_i, its words
-    cdef int32_t[::1] word, tag    # per position: feature ids (ROOT at the sentence's start)
+    cdef int32_t[::1] word         # per position: feature ids (ROOT at the sentence's start)
+    cdef int32_t[::1] tag          # per position: n_columns tag ids side by side
     cdef int32_t[::1] head, label  # per position: built so far (-1: not yet)
     cdef int32_t[::1] lc1, lc2, rc1, rc2
     cdef int32_t[::1] stack, depth, next_word
     cdef int32_t[::1] active
     cdef Py_ssize_t n_active
-    cdef int n_labels, null_word, null_tag, null_label, label_base
+    cdef int n_columns, n_labels, null_word, null_tag, null_label, label_base
+    cdef readonly int n_features
 
-    def __init__(self, word, tag, lengths, int n_labels, int null_word, int null_tag,
-                 int null_label, int label_base):
-        """word, tag: feature ids of every sentence's positions, each sentence ROOT
-        first then its words (sum of lengths + 1 entries); lengths: words per sentence."""
+    def __init__(self, word, tag, lengths, int n_columns, int n_labels, int null_word,
+                 int null_tag, int null_label, int label_base):
+        """word: feature ids of every sentence's positions, each sentence ROOT first
+        then its words (sum of lengths + 1 entries); tag: n_columns ids per position,
+        side by side; lengths: words per sentence."""
         lengths = np.ascontiguousarray(lengths, np.int32)
         if lengths.size and lengths.min() < 1:
             raise ValueError("every sentence needs at least one word")
@@ -59,9 +61,9 @@ cdef class ArcStandardBatch:
         total = int(starts[-1])
         word = np.ascontiguousarray(word, np.int32)
         tag = np.ascontiguousarray(tag, np.int32)
-        if word.shape != (total,) or tag.shape != (total,):
-            raise ValueError(f"word and tag must hold {total} ids (ROOT and the words of "
-                             "every sentence)")
+        if n_columns < 1 or word.shape != (total,) or tag.shape != (total * n_columns,):
+            raise ValueError(f"word must hold {total} ids (ROOT and the words of every "
+                             f"sentence) and tag {n_columns} per position")
         self.start, self.length, self.word, self.tag = starts, lengths, word, tag
         self.head = np.full(total, NONE, np.int32)
         self.label = np.full(total, NONE, np.int32)
@@ -74,6 +76,7 @@ cdef class ArcStandardBatch:
         self.next_word = np.ones(lengths.size, np.int32)
         self.active = np.arange(lengths.size, dtype=np.int32)
         self.n_active = lengths.size
+        self.n_columns, self.n_features = n_columns, 18 + 18 * n_columns + 12
         self.n_labels, self.null_word, self.null_tag = n_labels, null_word, null_tag
         self.null_label, self.label_base = null_label, label_base
 
@@ -84,10 +87,10 @@ cdef class ArcStandardBatch:
     @cython.boundscheck(False)
     @cython.wraparound(False)
     def features(self, int64_t[:, ::1] out, int n_threads=1):
-        """Row r of out: the 48 features of the r-th unfinished sentence; returns how many."""
+        """Row r of out: the features of the r-th unfinished sentence; returns how many."""
         cdef Py_ssize_t r
-        if out.shape[0] < self.n_active or out.shape[1] != N_SLOTS:
-            raise ValueError(f"out must be at least ({self.n_active}, {N_SLOTS})")
+        if out.shape[0] < self.n_active or out.shape[1] != self.n_features:
+            raise ValueError(f"out must be at least ({self.n_active}, {self.n_features})")
         with nogil:
             for r in prange(self.n_active, num_threads=n_threads, schedule='static'):
                 self._features(self.active[r], &out[r, 0])
@@ -108,7 +111,7 @@ cdef class ArcStandardBatch:
     cdef void _features(self, int32_t i, int64_t* row) noexcept nogil:
         cdef int32_t base = self.start[i], d = self.depth[i], n = self.length[i]
         cdef int32_t tokens[18]
-        cdef int32_t k, s, c
+        cdef int32_t k, s, c, column, label_slot = 18 + 18 * self.n_columns
         for k in range(3):
             tokens[k] = self.stack[base + d - 1 - k] if d > k else NONE
         for k in range(3):
@@ -122,13 +125,17 @@ cdef class ArcStandardBatch:
         for k in range(18):
             if tokens[k] == NONE:
                 row[k] = self.null_word
-                row[18 + k] = self.null_tag
+                for column in range(self.n_columns):
+                    row[18 + 18 * column + k] = self.null_tag
             else:
                 row[k] = self.word[base + tokens[k]]
-                row[18 + k] = self.tag[base + tokens[k]]
+                for column in range(self.n_columns):
+                    row[18 + 18 * column + k] = \
+                        self.tag[(base + tokens[k]) * self.n_columns + column]
         for k in range(12):
             c = tokens[6 + k]
-            row[36 + k] = self.label_base + self.label[base + c] if c != NONE else self.null_label
+            row[label_slot + k] = self.label_base + self.label[base + c] if c != NONE \
+                else self.null_label
 
     @cython.boundscheck(False)
     @cython.wraparound(False)

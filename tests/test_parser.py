@@ -124,17 +124,22 @@ def test_short_training_run_beats_the_trivial_baseline(splits):
     assert plain == parses[:20]
 
 
-def test_c_transition_system_matches_the_python_twin():
+@pytest.mark.parametrize("n_columns", [1, 3])
+def test_c_transition_system_matches_the_python_twin(n_columns):
     # a predictor whose scores are a fixed function of the feature row: the two
     # implementations parse alike only if features, legality and moves all agree
     rng = np.random.default_rng(0)
     words = [f"w{i}" for i in range(40)]
     sentences = []
     for n in list(range(1, 12)) + list(rng.integers(1, 40, size=60)):
+        extra = tuple([f"c{c}={v}" for v in rng.choice(["x", "y", "z", "w"], n)]
+                      for c in range(n_columns - 1))
         sentences.append(P.Tree(list(rng.choice(words, n)), list(rng.choice(["A", "B", "C"], n)),
-                                [0] * n, ["l"] * n))
-    vocab = P.Vocabulary(sentences + [NESTED, JOHN], min_count=1)
-    mix = rng.standard_normal((P.N_FEATURES, vocab.n_transitions))
+                                [0] * n, ["l"] * n, extra))
+    columns = ["upos", "xpos", "feats"][:n_columns]
+    vocab = P.Vocabulary(sentences, min_count=1, tag_columns=columns)
+    assert vocab.n_features == 18 + 18 * n_columns + 12
+    mix = rng.standard_normal((vocab.n_features, vocab.n_transitions))
 
     def predictor(idx):
         return np.sin(idx.astype(np.float64) @ mix * 0.37)

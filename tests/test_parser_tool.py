@@ -218,6 +218,7 @@ def conllu_tree(words):
     ["parser", "--epochs", "-1"], ["parser", "--hidden", "0"], ["parser", "--dropout", "1"],
     ["parser", "train", "--train", "a", "--dev", "b", "--model", "c", "--lr", "-1"],
     ["parser", "train", "--train", "a"], ["parser", "evaluate", "gold.conllu"],
+    ["parser", "train", "--train", "a", "--dev", "b", "--model", "c", "--tag-columns", "pos"],
     ["parser", "parse", "x.conllu"], ["bench", "--rounds", "0"], ["bench", "--threads", "0"],
     ["bench", "--config", "nope"], ["inference", "--config", "nope"],
     ["inference", "--top-words", "-3"], ["nope"],
@@ -227,3 +228,23 @@ def test_bad_arguments_are_usage_errors(argv):
                          text=True, cwd="/", env=dict(os.environ, PYTHONPATH=""))
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr and "error:" in out.stderr.splitlines()[-1]
+
+
+def test_xpos_and_feats_feed_tag_features_when_the_file_has_them(tmp_path):
+    from fastgrad.parser.model import available_tag_columns, to_tree
+    text = ("1\tthe\tthe\tDET\tDT\tDefinite=Def\t2\tdet\t_\t_\n"
+            "2\tdog\tdog\tNOUN\tNN\tNumber=Sing\t0\troot\t_\t_\n")
+    sentences = conllu.parse_text(text, need_tree=True)
+    assert available_tag_columns(sentences) == ["upos", "xpos", "feats"]
+    tree = to_tree(sentences[0], ["upos", "feats"])
+    assert tree.tags == ["DET", "NOUN"] and tree.extra_tags == (["feats=Definite=Def",
+                                                                  "feats=Number=Sing"],)
+    train = tmp_path / "t.conllu"
+    train.write_text((text + "\n") * 30, encoding="utf-8")
+    model = tmp_path / "m.npz"
+    assert cli.main(["train", "--train", str(train), "--dev", str(train), "--model", str(model),
+                     "--epochs", "2", "--hidden", "8", "--embed-dim", "4", "--min-count", "1",
+                     "--tag-columns", "upos,feats", "--quiet"]) == 0
+    loaded = ParserModel.load(model)
+    assert loaded.vocab.tag_columns == ["upos", "feats"] and loaded.vocab.n_features == 66
+    assert len(loaded.parse(sentences)) == 1

@@ -34,7 +34,19 @@ def _train_parser(sub) -> None:
                    help="stop after this many epochs without a better dev LAS")
     t.add_argument("--min-count", type=positive_int, default=2,
                    help="words seen fewer times in training map to UNK (default 2)")
+    t.add_argument("--tag-columns", type=tag_columns, default=None, metavar="COLUMNS",
+                   help="comma-separated tag columns for the tag features, from upos,xpos,feats "
+                        "(default: upos, and xpos and feats where most training words have them)")
     t.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def tag_columns(text: str) -> list:
+    """argparse type: a comma-separated choice from upos, xpos, feats."""
+    names = [t.strip().lower() for t in text.split(",")]
+    bad = [n for n in names if n not in ("upos", "xpos", "feats")]
+    if bad or not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"choose distinct columns from upos,xpos,feats, got {text!r}")
+    return names
 
 
 def add_training_options(ap, *, epochs: int) -> None:
@@ -98,6 +110,7 @@ def run(args, log) -> int:
                         lr=args.lr, batch_size=args.batch_size, dropout=args.dropout,
                         l2=args.l2, seed=args.seed, min_count=args.min_count,
                         embeddings=args.embeddings, patience=args.patience,
+                        tag_columns=args.tag_columns,
                         log=(lambda _: None) if args.quiet else log)
         log(f"best epoch {summary['best_epoch']}: dev UAS {summary['dev']['uas']:.2f} "
             f"LAS {summary['dev']['las']:.2f}; model in {args.model}")

@@ -18,7 +18,7 @@ import numpy as np
 import fastgrad
 from fastgrad.parser import conllu
 from fastgrad.parser.scoring import attachment_scores
-from fastgrad.parser.transitions import N_FEATURES, Tree, make_instances, parse
+from fastgrad.parser.transitions import Tree, make_instances, parse
 from fastgrad.parser.vocab import Vocabulary
 
 __all__ = ["ParserModel", "ParserModelError", "train", "read_embeddings", "to_tree",
@@ -27,17 +27,38 @@ __all__ = ["ParserModel", "ParserModelError", "train", "read_embeddings", "to_tr
 
 PARSER_FORMAT = "fastgrad-parser"
 PARSER_FORMAT_VERSION = 1
-# the 48 features: 18 words, 18 tags, 12 labels (see transitions.features)
-FEATURE_LAYOUT = {"words": 18, "tags": 18, "labels": 12}
+
+def feature_layout(vocab: Vocabulary) -> dict:
+    """18 word slots, 18 per tag column, 12 label slots (see transitions.features)."""
+    return {"words": 18, "tags": 18 * len(vocab.tag_columns), "labels": 12,
+            "tag_columns": vocab.tag_columns}
 
 
 class ParserModelError(ValueError):
     """A file that is not a parser model this version of fastgrad can use."""
 
 
-def to_tree(sentence: conllu.Sentence) -> Tree:
-    """The words, UPOS tags, heads and relations of a CoNLL-U sentence."""
-    return Tree(sentence.forms, sentence.upos, sentence.heads, sentence.deprels)
+TAG_COLUMNS = {"upos": conllu.UPOS, "xpos": conllu.XPOS, "feats": conllu.FEATS}
+
+
+def to_tree(sentence: conllu.Sentence, tag_columns=("upos",)) -> Tree:
+    """The words, tags (the first tag column; the others as extra_tags, each value
+    prefixed by its column's name), heads and relations of a CoNLL-U sentence."""
+    columns = [[w[TAG_COLUMNS[name]] for w in sentence.words] for name in tag_columns]
+    extra = tuple([f"{name}={v}" for v in values]
+                  for name, values in zip(tag_columns[1:], columns[1:]))
+    return Tree(sentence.forms, columns[0], sentence.heads, sentence.deprels, extra)
+
+
+def available_tag_columns(sentences) -> list:
+    """UPOS, and XPOS and FEATS where most words of the sentences have them (not '_')."""
+    words = [w for s in sentences for w in s.words]
+    chosen = ["upos"]
+    for name in ("xpos", "feats"):
+        given = sum(w[TAG_COLUMNS[name]] != "_" for w in words)
+        if given > len(words) // 2:
+            chosen.append(name)
+    return chosen
 
 
 class ParserModel:
@@ -55,7 +76,8 @@ class ParserModel:
         out = []
         for start in range(0, len(sentences), batch_size):
             chunk = sentences[start:start + batch_size]
-            parses = parse(self._pre.predict_proba, [to_tree(s) for s in chunk], self.vocab)
+            trees = [to_tree(s, self.vocab.tag_columns) for s in chunk]
+            parses = parse(self._pre.predict_proba, trees, self.vocab)
             for sentence, (heads, labels) in zip(chunk, parses):
                 out.append(sentence.with_tree(heads, [self.vocab.labels[k] for k in labels]))
         return out
@@ -63,7 +85,7 @@ class ParserModel:
     def save(self, path) -> None:
         """Write the model (atomically) through fastgrad.save."""
         meta = {"format": PARSER_FORMAT, "format_version": PARSER_FORMAT_VERSION,
-                "vocabulary": self.vocab.to_meta(), "features": FEATURE_LAYOUT,
+                "vocabulary": self.vocab.to_meta(), "features": feature_layout(self.vocab),
                 "options": self.options}
         fastgrad.save(path, self.p, meta=meta)
 
@@ -80,11 +102,15 @@ class ParserModel:
             raise ParserModelError(f"{name} is a parser model of format version {version}; "
                                    f"this fastgrad reads version {PARSER_FORMAT_VERSION}: "
                                    "train it again with this version")
-        if meta.get("features") != FEATURE_LAYOUT:
+        try:
+            vocab = Vocabulary.from_meta(meta["vocabulary"])
+            unknown = set(vocab.tag_columns) - set(TAG_COLUMNS)
+        except (KeyError, TypeError):
+            raise ParserModelError(f"{name}: its vocabulary is missing or damaged") from None
+        if unknown or meta.get("features") != feature_layout(vocab):
             raise ParserModelError(f"{name} has the feature layout {meta.get('features')}, "
-                                   f"not {FEATURE_LAYOUT}")
-        vocab = Vocabulary.from_meta(meta["vocabulary"])
-        if p.L.shape[0] != vocab.size or p.W.shape[0] != N_FEATURES * p.L.shape[1] \
+                                   "which this version does not know")
+        if p.L.shape[0] != vocab.size or p.W.shape[0] != vocab.n_features * p.L.shape[1] \
                 or p.U.shape[1] != vocab.n_transitions:
             raise ParserModelError(f"{name}: the parameters' shapes do not fit its vocabulary")
         return cls(p, vocab, meta.get("options", {}))
@@ -92,7 +118,7 @@ class ParserModel:
 
 def init_like_paper(vocab: Vocabulary, embed_dim: int, hidden: int, seed: int):
     """fastgrad.init_params shapes; L uniform in ±0.01 as Chen & Manning's random embeddings."""
-    p = fastgrad.init_params(vocab.size, N_FEATURES, embed_dim, hidden, vocab.n_transitions,
+    p = fastgrad.init_params(vocab.size, vocab.n_features, embed_dim, hidden, vocab.n_transitions,
                              dtype=np.float32, seed=seed)
     p.L[:] = np.random.default_rng(seed).uniform(-0.01, 0.01, p.L.shape)
     return p
@@ -142,11 +168,17 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 10,
           hidden: int = 200, embed_dim: int = 50, optimizer: str = "adagrad",
           lr: float | None = None, batch_size: int = 256, dropout: float = 0.5,
           l2: float = 1e-8, seed: int = 0, min_count: int = 2, embeddings=None,
-          patience: int | None = None, log: Callable[[str], None] = print) -> dict:
+          patience: int | None = None, tag_columns=None,
+          log: Callable[[str], None] = print) -> dict:
     """Train on conllu.Sentences, keeping (saving to model_path) the epoch with the best
-    dev LAS; returns a summary (best epoch, its dev scores, states/s, history)."""
-    trees = [to_tree(s) for s in train_sentences]
-    vocab = Vocabulary(trees, min_count=min_count)
+    dev LAS; returns a summary (best epoch, its dev scores, states/s, history).
+
+    tag_columns: which of "upos", "xpos", "feats" feed tag features (18 slots each);
+    None: UPOS, and XPOS and FEATS where most training words have them."""
+    if tag_columns is None:
+        tag_columns = available_tag_columns(train_sentences)
+    trees = [to_tree(s, tag_columns) for s in train_sentences]
+    vocab = Vocabulary(trees, min_count=min_count, tag_columns=tag_columns)
     data = make_instances(trees, vocab)
     if len(data.y) == 0:
         raise ValueError("no training sentence is projective: the arc-standard oracle has "
@@ -157,10 +189,11 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 10,
     options = {"epochs": epochs, "hidden": hidden, "embed_dim": embed_dim,
                "optimizer": optimizer, "lr": opt.lr, "batch_size": batch_size,
                "dropout": dropout, "l2": l2, "seed": seed, "min_count": min_count,
-               "embeddings": None if embeddings is None else os.fspath(embeddings)}
+               "embeddings": None if embeddings is None else os.fspath(embeddings),
+               "tag_columns": list(tag_columns)}
     log(f"training: {len(trees)} sentences ({data.n_skipped} non-projective, skipped), "
         f"{len(data.y)} states; vocabulary {vocab.n_words} words, {vocab.n_tags} tags, "
-        f"{len(vocab.labels)} labels"
+        f"{len(vocab.labels)} labels; tag features from {', '.join(tag_columns)}"
         + (f"; {found} words from {embeddings}" if embeddings is not None else ""))
     best: dict = {"las": -1.0}
     history = []

@@ -20,12 +20,16 @@ __all__ = ["Tree", "N_FEATURES", "State", "oracle", "features", "is_projective",
 
 
 class Tree(NamedTuple):
-    """One sentence; token i (1-based) is words[i-1], its head heads[i-1] (0 = root)."""
+    """One sentence; token i (1-based) is words[i-1], its head heads[i-1] (0 = root).
+
+    tags: the first tag column (UPOS); extra_tags: one list per further column
+    (XPOS, FEATS, ...), each value prefixed by its column's name."""
 
     words: list
     tags: list
     heads: list
     labels: list
+    extra_tags: tuple = ()
 
 
 def is_projective(heads) -> bool:
@@ -38,7 +42,7 @@ def is_projective(heads) -> bool:
     return True
 
 
-N_FEATURES = 48
+N_FEATURES = 48   # with one tag column (UPOS), as in the paper; vocab.n_features in general
 
 
 class State:
@@ -99,10 +103,11 @@ def oracle(state: State, gold_heads, gold_labels, n_children, attached, n_labels
 
 
 def features(state: State, words, tags, vocab: Vocabulary, out) -> None:
-    """Chen & Manning's 48 features of a state, written into out (a row of ids).
+    """Chen & Manning's features of a state, written into out (a row of ids).
 
-    Words and tags of s1 s2 s3 b1 b2 b3, of lc1 rc1 lc2 rc2 of s1 and of s2, and of
-    lc1(lc1) rc1(rc1) of s1 and of s2 (18 each); the labels of those 12 children.
+    Words of s1 s2 s3 b1 b2 b3, of lc1 rc1 lc2 rc2 of s1 and of s2, and of lc1(lc1)
+    rc1(rc1) of s1 and of s2 (18); their tags, 18 per tag column (tags[c] is column
+    c's ids per token); the labels of those 12 children: 48 with one tag column.
     """
     null_w, null_t = vocab.word_id[NULL], vocab.tag_id[NULL]
     null_l = vocab.label_id[NULL]
@@ -128,15 +133,13 @@ def features(state: State, words, tags, vocab: Vocabulary, out) -> None:
     # order: s1 s2 s3 b1 b2 b3, then per s1 and s2: lc1 rc1 lc2 rc2 lc1lc1 rc1rc1
     tokens += children
     labels = state.labels
+    label_slot = 18 + 18 * len(tags)
     for i, t in enumerate(tokens):
-        if t < 0:
-            out[i] = null_w
-            out[18 + i] = null_t
-        else:
-            out[i] = words[t]
-            out[18 + i] = tags[t]
+        out[i] = words[t] if t >= 0 else null_w
+        for c, column in enumerate(tags):
+            out[18 + 18 * c + i] = column[t] if t >= 0 else null_t
     for i, t in enumerate(children):
-        out[36 + i] = label_base + labels[t] if t >= 0 else null_l
+        out[label_slot + i] = label_base + labels[t] if t >= 0 else null_l
 
 
 class Instances(NamedTuple):
@@ -160,7 +163,7 @@ def gold_sequence(sentence: Tree, vocab: Vocabulary):
     state = State(n)
     rows, moves = [], []
     while not state.done():
-        row = [0] * N_FEATURES
+        row = [0] * vocab.n_features
         features(state, words, tags, vocab, row)
         t = oracle(state, heads, labels, n_children, attached, n_labels)
         rows.append(row)
@@ -192,11 +195,12 @@ def parse(predictor, sentences, vocab: Vocabulary, n_threads: int | None = None)
     from fastgrad._arc_standard import ArcStandardBatch
 
     word, tag, lengths = vocab.encode_all(sentences)
-    batch = ArcStandardBatch(word, tag, lengths, len(vocab.labels), vocab.word_id[NULL],
+    batch = ArcStandardBatch(word, tag, lengths, len(vocab.tag_columns), len(vocab.labels),
+                             vocab.word_id[NULL],
                              vocab.tag_id[NULL], vocab.label_id[NULL],
                              vocab.n_words + vocab.n_tags + 2)
     threads = threads_for_step() if n_threads is None else n_threads
-    rows = np.zeros((len(sentences), N_FEATURES), np.int64)
+    rows = np.zeros((len(sentences), vocab.n_features), np.int64)
     n = batch.n_unfinished
     while n:
         batch.features(rows, threads)
@@ -210,7 +214,7 @@ def parse_in_python(predictor, sentences, vocab: Vocabulary):
     states = [State(len(s.words)) for s in sentences]
     encoded = [vocab.encode(s) for s in sentences]
     active = [i for i, s in enumerate(states) if not s.done()]
-    batch = np.zeros((len(sentences), N_FEATURES), np.int64)
+    batch = np.zeros((len(sentences), vocab.n_features), np.int64)
     while active:
         for row, i in enumerate(active):
             words, tags = encoded[i]

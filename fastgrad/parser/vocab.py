@@ -16,17 +16,22 @@ NULL, ROOT, UNK = "<NULL>", "<ROOT>", "<UNK>"
 class Vocabulary:
     """Words (rare ones → UNK), tags and labels, each with NULL/ROOT/UNK entries."""
 
-    def __init__(self, sentences, min_count: int = 2):
+    def __init__(self, sentences, min_count: int = 2, tag_columns=("upos",)):
+        """sentences: transitions.Trees; tag_columns: the names of the tag columns the
+        Trees carry (tags, then each of extra_tags), each a group of 18 feature slots."""
         counts = Counter(w for s in sentences for w in s.words)
         # most frequent first (ties alphabetical): a model's first word ids are the
         # ones worth caching for inference, with no counts saved beside it
         words = sorted((w for w, c in counts.items() if c >= min_count),
                        key=lambda w: (-counts[w], w))
-        tags = sorted({t for s in sentences for t in s.tags})
+        tags = sorted({t for s in sentences for column in (s.tags, *s.extra_tags) for t in column})
         labels = sorted({lab for s in sentences for lab in s.labels})
-        self._build(words, tags, labels)
+        self._build(words, tags, labels, tag_columns)
 
-    def _build(self, words, tags, labels):
+    def _build(self, words, tags, labels, tag_columns=("upos",)):
+        self.tag_columns = list(tag_columns)
+        # 18 word slots, 18 per tag column, 12 label slots (transitions.features)
+        self.n_features = 18 + 18 * len(self.tag_columns) + 12
         words = [NULL, ROOT, UNK] + [w for w in words if w not in (NULL, ROOT, UNK)]
         tags = [NULL, ROOT, UNK] + [t for t in tags if t not in (NULL, ROOT, UNK)]
         self.labels = list(labels)
@@ -43,31 +48,40 @@ class Vocabulary:
 
     def to_meta(self) -> dict:
         """What a saved model keeps of the vocabulary (JSON: lists of strings)."""
-        return {"words": self.words[3:], "tags": self.tags[3:], "labels": self.labels}
+        return {"words": self.words[3:], "tags": self.tags[3:], "labels": self.labels,
+                "tag_columns": self.tag_columns}
 
     @classmethod
     def from_meta(cls, meta: dict) -> "Vocabulary":
         """The vocabulary a saved model was trained with."""
         vocab = cls.__new__(cls)
-        vocab._build(meta["words"], meta["tags"], meta["labels"])
+        vocab._build(meta["words"], meta["tags"], meta["labels"],
+                     meta.get("tag_columns", ["upos"]))
         return vocab
 
     def encode(self, sentence):
-        """Per token (0 = ROOT) of a transitions.Tree: word ids and tag ids, as lists."""
-        unk_w, unk_t = self.word_id[UNK], self.tag_id[UNK]
+        """Per token (0 = ROOT) of a transitions.Tree: word ids, and one list of tag ids
+        per tag column."""
+        unk_w, unk_t, root_t = self.word_id[UNK], self.tag_id[UNK], self.tag_id[ROOT]
         words = [self.word_id[ROOT]] + [self.word_id.get(w, unk_w) for w in sentence.words]
-        tags = [self.tag_id[ROOT]] + [self.tag_id.get(t, unk_t) for t in sentence.tags]
+        tags = [[root_t] + [self.tag_id.get(t, unk_t) for t in column]
+                for column in (sentence.tags, *sentence.extra_tags)]
         return words, tags
 
     def encode_all(self, sentences):
-        """Word ids, tag ids (int32, ROOT before each sentence's words) and the
-        sentences' lengths, for many sentences at once (the parser's input)."""
+        """Word ids, tag ids (int32, ROOT before each sentence's words; a position's
+        tags of every column side by side) and the sentences' lengths, for many
+        sentences at once (the parser's input)."""
         forms, tags = [], []
+        k = len(self.tag_columns)
         for s in sentences:
             forms.append(ROOT)
             forms += s.words
-            tags.append(ROOT)
-            tags += s.tags
+            tags += [ROOT] * k
+            if k == 1:
+                tags += s.tags
+            else:   # position-major: a position's k tags side by side
+                tags += [t for per_word in zip(s.tags, *s.extra_tags) for t in per_word]
         word = np.fromiter(map(self.word_id.get, forms, repeat(self.word_id[UNK])), np.int32,
                            len(forms))
         tag = np.fromiter(map(self.tag_id.get, tags, repeat(self.tag_id[UNK])), np.int32,
@@ -82,4 +96,4 @@ class Vocabulary:
         frequent = np.arange(min(self.n_words, 3 + top_words))
         tags = np.arange(self.n_words, self.n_words + self.n_tags)
         labels = np.arange(self.n_words + self.n_tags, self.size)
-        return [frequent] * 18 + [tags] * 18 + [labels] * 12
+        return [frequent] * 18 + [tags] * (18 * len(self.tag_columns)) + [labels] * 12
