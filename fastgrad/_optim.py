@@ -89,7 +89,16 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent, with optional (heavy-ball) momentum."""
+    """Stochastic gradient descent, with optional (heavy-ball) momentum.
+
+    Parameters
+    ----------
+    p : Params
+        The parameters it will update (their shapes and dtype; state is made here).
+    lr : float >= 0
+    momentum : float in [0, 1)
+        0: plain SGD; otherwise b = momentum b + g, p -= lr b (torch.optim.SGD).
+    """
 
     def __init__(self, p, lr: float, momentum: float = 0.0):
         super().__init__(p, lr)
@@ -103,7 +112,19 @@ class SGD(Optimizer):
 
 
 class AdaGrad(Optimizer):
-    """AdaGrad (Duchi et al. 2011), Chen & Manning's optimizer: lr 0.01, eps 1e-6."""
+    """AdaGrad (Duchi et al. 2011), Chen & Manning's optimizer: lr 0.01, eps 1e-6.
+
+    Parameters
+    ----------
+    p : Params
+    lr : float >= 0
+    eps : float > 0
+        p -= lr g / (sqrt(G) + eps) (torch.optim.Adagrad), or / sqrt(G + eps) with
+        eps_inside_sqrt (Stanford CoreNLP's parser).
+    eps_inside_sqrt : bool
+    initial_accumulator : float >= 0
+        G's starting value.
+    """
 
     _kind = _kernels.RULE_ADAGRAD
 
@@ -124,7 +145,15 @@ class AdaGrad(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015): torch.optim.Adam on W, b1, U, b2, SparseAdam on L."""
+    """Adam (Kingma & Ba 2015): torch.optim.Adam on W, b1, U, b2, SparseAdam on L.
+
+    Parameters
+    ----------
+    p : Params
+    lr : float >= 0
+    betas : (float, float), each in [0, 1)
+    eps : float > 0
+    """
 
     _kind = _kernels.RULE_ADAM
 

@@ -191,6 +191,18 @@ def check_replicas(p, opt, comm) -> None:
 
     Compares a SHA-256 digest of every array (and the optimizer's step count and
     hyperparameters) with rank 0's; the message names the arrays and ranks.
+
+    Parameters
+    ----------
+    p : Params
+    opt : SGD, AdaGrad, Adam or None
+    comm : mpi4py communicator
+        Every rank of it must call.
+
+    Returns
+    -------
+    None
+        When every replica equals rank 0's; otherwise ReplicaMismatch on every rank.
     """
     _check_comm(comm)
     error, digests = None, None
@@ -213,8 +225,18 @@ def check_replicas(p, opt, comm) -> None:
 
 
 def shard_bounds(n_rows: int, rank: int, size: int) -> tuple[int, int]:
-    """[lo, hi) of rank's contiguous shard when n_rows rows are split over size ranks
-    (sizes differ by at most one, the larger shards first)."""
+    """[lo, hi) of rank's contiguous shard when n_rows rows are split over size ranks.
+
+    Parameters
+    ----------
+    n_rows, rank, size : int
+        Rows in all, this rank, ranks in all.
+
+    Returns
+    -------
+    (lo, hi) : tuple of int
+        Shard sizes differ by at most one, the larger shards first.
+    """
     base, extra = divmod(n_rows, size)
     lo = rank * base + min(rank, extra)
     return lo, lo + base + (rank < extra)
@@ -231,6 +253,18 @@ def choose_exchange(size: int, vocab: int, embed_dim: int, itemsize: int,
       union      a |V|-byte bitmap, then the union's rows (at most min(|V|, Σk))
       dense      the whole |V| x (d+1) table (values and a touched flag)
     and each collective's latency counts as COLLECTIVE_BYTES.
+
+    Parameters
+    ----------
+    size, vocab, embed_dim, itemsize : int
+        Ranks, |V|, d and the bytes of one value.
+    touched : list of int
+        Distinct rows each rank's shard touched.
+
+    Returns
+    -------
+    str
+        One of EXCHANGES: "allgather", "union" or "dense".
     """
     if size == 1:
         return "allgather"
@@ -479,9 +513,24 @@ class _Clock:
 
 
 def evaluate(p, idx, y, comm, *, batch_size: int = 4096, path: str = "auto"):
-    """(mean loss, accuracy) of the data set made of every rank's (idx, y), in rank order.
+    """The mean loss and accuracy of the data set made of every rank's (idx, y).
 
     Each rank evaluates its own rows; the sums are allreduced (a rank may hold none).
+
+    Parameters
+    ----------
+    p : Params
+        The same on every rank.
+    idx, y : int arrays (N_rank, m), (N_rank,)
+        This rank's rows.
+    comm : mpi4py communicator
+    batch_size : int
+    path : {"auto", "dense", "factored"}
+
+    Returns
+    -------
+    (loss, accuracy) : tuple of float
+        The same on every rank.
     """
     _check_comm(comm)
     error, stats = None, np.zeros(3, np.float64)
