@@ -29,9 +29,9 @@ def _train_parser(sub) -> None:
     t.add_argument("--model", required=True, metavar="OUT", help="the model file to write")
     t.add_argument("--embeddings", metavar="FILE",
                    help="word2vec text format: initial rows of L for the words it has")
-    add_training_options(t, epochs=10)
-    t.add_argument("--patience", type=positive_int, default=None,
-                   help="stop after this many epochs without a better dev LAS")
+    add_training_options(t, epochs=20)
+    t.add_argument("--patience", type=positive_int, default=5,
+                   help="stop after this many epochs without a better dev LAS (default 5)")
     t.add_argument("--min-count", type=positive_int, default=2,
                    help="words seen fewer times in training map to UNK (default 2)")
     t.add_argument("--tag-columns", type=tag_columns, default=None, metavar="COLUMNS",

@@ -164,11 +164,11 @@ def read_embeddings(path, vocab: Vocabulary, L: np.ndarray) -> int:
     return found
 
 
-def train(train_sentences, dev_sentences, model_path, *, epochs: int = 10,
+def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
           hidden: int = 200, embed_dim: int = 50, optimizer: str = "adagrad",
           lr: float | None = None, batch_size: int = 256, dropout: float = 0.5,
           l2: float = 1e-8, seed: int = 0, min_count: int = 2, embeddings=None,
-          patience: int | None = None, tag_columns=None,
+          patience: int | None = 5, tag_columns=None,
           log: Callable[[str], None] = print) -> dict:
     """Train on conllu.Sentences, keeping (saving to model_path) the epoch with the best
     dev LAS; returns a summary (best epoch, its dev scores, states/s, history).
