@@ -58,7 +58,7 @@ cdef class ArcStandardBatch:
             raise ValueError("every sentence needs at least one word")
         starts = np.zeros(lengths.size + 1, np.int32)
         np.cumsum(lengths + 1, out=starts[1:])
-        total = int(starts[-1])
+        total = int(starts[lengths.size])   # (no negative indices: wraparound is off)
         word = np.ascontiguousarray(word, np.int32)
         tag = np.ascontiguousarray(tag, np.int32)
         if n_columns < 1 or word.shape != (total,) or tag.shape != (total * n_columns,):
