@@ -24,7 +24,9 @@ class Vocabulary:
         # ones worth caching for inference, with no counts saved beside it
         words = sorted((w for w, c in counts.items() if c >= min_count),
                        key=lambda w: (-counts[w], w))
-        tags = sorted({t for s in sentences for column in (s.tags, *s.extra_tags) for t in column})
+        tag_counts = Counter(t for s in sentences for column in (s.tags, *s.extra_tags)
+                             for t in column)
+        tags = sorted(tag_counts, key=lambda t: (-tag_counts[t], t))   # most frequent first
         labels = sorted({lab for s in sentences for lab in s.labels})
         self._build(words, tags, labels, tag_columns)
 
@@ -89,11 +91,12 @@ class Vocabulary:
         lengths = np.fromiter(map(len, (s.words for s in sentences)), np.int32, len(sentences))
         return word, tag, lengths
 
-    def rows_to_cache(self, top_words: int = 1000) -> list[np.ndarray]:
+    def rows_to_cache(self, top_words: int = 1000, top_tags: int = 256) -> list[np.ndarray]:
         """Per feature slot, the rows a parser caches: the top_words most frequent
-        words, every tag, every label (Chen & Manning cache the 10,000 most frequent
-        words); the words are numbered most frequent first."""
+        words, the top_tags most frequent tags (every UPOS tag; FEATS columns have
+        hundreds of rare values), every label (Chen & Manning cache the 10,000 most
+        frequent words); words and tags are numbered most frequent first."""
         frequent = np.arange(min(self.n_words, 3 + top_words))
-        tags = np.arange(self.n_words, self.n_words + self.n_tags)
+        tags = np.arange(self.n_words, self.n_words + min(self.n_tags, 3 + top_tags))
         labels = np.arange(self.n_words + self.n_tags, self.size)
         return [frequent] * 18 + [tags] * (18 * len(self.tag_columns)) + [labels] * 12
