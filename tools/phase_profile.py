@@ -60,7 +60,7 @@ def toggle_blas_threads():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--config", default="parser,cm2014")
+    ap.add_argument("--config", default="parser,cm2014", help="also treebank (real states)")
     ap.add_argument("--variant", default="uniform,skewed")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--path", default="auto")
@@ -68,9 +68,9 @@ def main():
     args = ap.parse_args()
     rows = []
     for c in args.config.split(","):
-        for v in args.variant.split(","):
+        for v in bench.variants_of(c, args.variant.split(",")):   # treebank: its real states
             for t in (int(s) for s in args.threads.split(",")):
-                path, total, phases = profile(bench.CONFIGS[c], v, t, args.path, args.steps)
+                path, total, phases = profile(bench.get_config(c), v, t, args.path, args.steps)
                 rows.append((f"{c} {v} {t}T {path}", total, phases))
     names = list(rows[0][2])
     width = max(len(n) for n in names)
