@@ -163,7 +163,8 @@ def test_parsed_output_is_valid_conllu_with_everything_else_kept(trained, tmp_pa
 def test_round_trip_in_a_fresh_process_equals_evaluate(trained, tmp_path):
     _, model_path, dev = trained
     out = tmp_path / "parsed.conllu"
-    env = dict(os.environ, PYTHONPATH="")
+    # a count set: the three processes parse at the same thread count whatever the load
+    env = dict(os.environ, PYTHONPATH="", OMP_NUM_THREADS="2")
     run = [sys.executable, "-m", "fastgrad", "parser"]
     with open(dev, "rb") as stdin:      # standard input to standard output
         parsed = subprocess.run(run + ["parse", "--model", model_path], stdin=stdin,
