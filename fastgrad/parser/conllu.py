@@ -191,9 +191,14 @@ def write(sentences, path) -> None:
     never leaves half a file where the output should be.
     """
     text = "".join("\n".join(s.lines) + "\n\n" for s in sentences)
-    if path in ("-", None):
-        sys.stdout.write(text)
-        sys.stdout.flush()
+    if path in ("-", None):   # UTF-8 bytes, whatever the terminal's encoding is set to
+        raw = getattr(sys.stdout, "buffer", None)
+        if raw is None:
+            sys.stdout.write(text)
+        else:
+            sys.stdout.flush()
+            raw.write(text.encode("utf-8"))
+            raw.flush()
         return
     path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}"
