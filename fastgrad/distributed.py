@@ -44,23 +44,18 @@ from fastgrad import _kernels
 from fastgrad._evaluate import evaluate as local_evaluate
 from fastgrad._io import _named_arrays
 from fastgrad._optim import Optimizer, _check_optimizer
+from fastgrad._row_exchange import (  # noqa: F401  (choose_exchange, EXCHANGES are public here)
+    EXCHANGES, buffers_for, choose_exchange, exchange_rows,
+)
 from fastgrad._step import prepare, run_kernel
 from fastgrad._threads import _ParamsWriteLock, threads_for_step
 from fastgrad._types import Params, Shape
 from fastgrad._validate import (
     as_generator, as_index_array, check_dropout, check_params, check_path, check_real,
 )
-from fastgrad._workspace import dense_gradient_buffer
 
 __all__ = ["broadcast", "train_step", "check_replicas", "evaluate", "shard_bounds",
            "choose_exchange", "EXCHANGES", "ReplicaMismatch", "StepReport", "last_step"]
-
-EXCHANGES = ("auto", "allgather", "union", "dense")
-# The latency of one collective, as bytes moved in the same time: MPICH's shared
-# memory allreduce took ~4 µs for 8 KB and ~216 µs for 2 MB on 2 ranks
-# (shared/notes/mpi-scouting.md §2), ~10 GB/s after ~3 µs of latency: ~32 KB.
-COLLECTIVE_BYTES = 32 << 10
-
 
 class ReplicaMismatch(RuntimeError):
     """The ranks' parameters or optimizer states differ (check_replicas)."""
@@ -242,82 +237,6 @@ def shard_bounds(n_rows: int, rank: int, size: int) -> tuple[int, int]:
     return lo, lo + base + (rank < extra)
 
 
-def choose_exchange(size: int, vocab: int, embed_dim: int, itemsize: int,
-                    touched: list[int]) -> str:
-    """The embedding gradient's exchange that moves the fewest bytes per rank.
-
-    touched: the number of distinct rows each rank's shard touched. A ring
-    allreduce moves about 2 (P-1)/P times its buffer per rank, an allgather
-    (P-1)/P times the gathered total:
-      allgather  (rows as int64 + values) of every rank
-      union      a |V|-byte bitmap, then the union's rows (at most min(|V|, Σk))
-      dense      the whole |V| x (d+1) table (values and a touched flag)
-    and each collective's latency counts as COLLECTIVE_BYTES.
-
-    Parameters
-    ----------
-    size, vocab, embed_dim, itemsize : int
-        Ranks, |V|, d and the bytes of one value.
-    touched : list of int
-        Distinct rows each rank's shard touched.
-
-    Returns
-    -------
-    str
-        One of EXCHANGES: "allgather", "union" or "dense".
-    """
-    if size == 1:
-        return "allgather"
-    share = (size - 1) / size
-    total = sum(touched)
-    row_bytes = embed_dim * itemsize
-    costs = {   # allgather and union take two collectives, dense one
-        "allgather": share * total * (8 + row_bytes) + 2 * COLLECTIVE_BYTES,
-        "union": 2 * share * (vocab + min(vocab, total) * row_bytes) + 2 * COLLECTIVE_BYTES,
-        "dense": 2 * share * vocab * (row_bytes + itemsize) + COLLECTIVE_BYTES,
-    }
-    return min(costs, key=lambda k: (costs[k], EXCHANGES.index(k)))
-
-
-class _Buffers:
-    """A rank's buffers for one model shape, reused from step to step."""
-
-    def __init__(self, shape: Shape):
-        self.shape = shape
-        # an empty shard's gradients
-        self.zero_dense, self.zero_views = dense_gradient_buffer(shape)
-        self.zero_dense.fill(0)
-        self.values = np.empty((0, shape.embed_dim), shape.dtype)
-        self.merged_rows = np.empty(0, np.int64)
-        self.merged_values = np.empty((0, shape.embed_dim), shape.dtype)
-        self.gathered_rows = np.empty(0, np.int64)
-        self.gathered_values = np.empty((0, shape.embed_dim), shape.dtype)
-        self.table = np.full(shape.n_vocab, -1, np.int32)
-        self.bitmap = np.zeros(shape.n_vocab, np.uint8)
-        self.dense_L: np.ndarray | None = None
-        self.draws = np.empty((0, shape.hidden), shape.dtype)
-        self.stats = np.zeros(3, np.float64)
-
-    @staticmethod
-    def grown(buf: np.ndarray, rows: int) -> np.ndarray:
-        """buf with room for at least `rows` rows (grown by a quarter when it must grow)."""
-        if buf.shape[0] >= rows:
-            return buf
-        return np.empty((rows + rows // 4 + 16,) + buf.shape[1:], buf.dtype)
-
-
-_buffers: dict = {}
-
-
-def _buffers_for(shape: Shape) -> _Buffers:
-    buf = _buffers.get(shape)
-    if buf is None:
-        if len(_buffers) >= 4:
-            _buffers.pop(next(iter(_buffers)))
-        buf = _buffers[shape] = _Buffers(shape)
-    return buf
-
-
 def _check_shard(p, idx, y, opt, dropout, l2, rng, path, exchange):
     """Everything train_step checks on one rank; returns what the step needs."""
     _check_optimizer(opt)
@@ -391,7 +310,7 @@ def train_step(p, idx, y, opt: Optimizer, comm, *, dropout: float = 0.0, l2: flo
         raise ValueError("the global batch is empty (every rank's shard has 0 rows)")
     assert shape is not None
     p = Params(*p)
-    buf = _buffers_for(shape)
+    buf = buffers_for(shape)
     lo = sum(counts[:rank])
     clock = _Clock()
 
@@ -438,7 +357,7 @@ def train_step(p, idx, y, opt: Optimizer, comm, *, dropout: float = 0.0, l2: flo
 
     # ---- sum the gradients over the ranks ----
     comm.Allreduce(MPI.IN_PLACE, dense, op=MPI.SUM)
-    rows, values, sent = _exchange_rows(comm, MPI, exchange, buf, my_rows, my_values, touched)
+    rows, values, sent = exchange_rows(comm, MPI, exchange, buf, my_rows, my_values, touched)
     clock.lap("exchange")
 
     # ---- the same update on every rank ----
@@ -452,50 +371,6 @@ def train_step(p, idx, y, opt: Optimizer, comm, *, dropout: float = 0.0, l2: flo
                           dense.nbytes, sent, clock.seconds["compute"],
                           clock.seconds["exchange"], int(np.sum(everyone[:, 2])))
     return global_loss
-
-
-def _exchange_rows(comm, MPI, exchange: str, buf: _Buffers, my_rows: np.ndarray,
-                   my_values: np.ndarray, touched: list[int]):
-    """The summed embedding gradient (rows, values) of the global batch, on every rank.
-
-    Returns (rows, values, bytes this rank sent).
-    """
-    d = buf.shape.embed_dim
-    if exchange == "allgather":
-        total = sum(touched)
-        buf.gathered_rows = rows_in = buf.grown(buf.gathered_rows, total)
-        buf.gathered_values = values_in = buf.grown(buf.gathered_values, total)
-        comm.Allgatherv(my_rows, [rows_in, touched])
-        comm.Allgatherv(my_values, [values_in, [t * d for t in touched]])
-        buf.merged_rows = out_rows = buf.grown(buf.merged_rows, total)
-        buf.merged_values = out_values = buf.grown(buf.merged_values, total)
-        n = _kernels.merge_rows(rows_in[:total], values_in[:total], buf.table, out_rows,
-                                out_values)
-        return out_rows[:n], out_values[:n], my_rows.nbytes + my_values.nbytes
-    if exchange == "union":
-        bitmap = buf.bitmap
-        bitmap[my_rows] = 1
-        comm.Allreduce(MPI.IN_PLACE, bitmap, op=MPI.BOR)
-        union = np.flatnonzero(bitmap)
-        bitmap.fill(0)
-        buf.merged_values = values = buf.grown(buf.merged_values, len(union))
-        out = values[:len(union)]
-        out.fill(0)
-        out[np.searchsorted(union, my_rows)] = my_values
-        comm.Allreduce(MPI.IN_PLACE, out, op=MPI.SUM)
-        return union, out, bitmap.nbytes + out.nbytes
-    if exchange == "dense":
-        shape = buf.shape
-        if buf.dense_L is None:
-            buf.dense_L = np.empty((shape.n_vocab, d + 1), shape.dtype)
-        table = buf.dense_L
-        table.fill(0)
-        table[my_rows, :d] = my_values
-        table[my_rows, d] = 1   # touched by this rank: the sum counts the ranks
-        comm.Allreduce(MPI.IN_PLACE, table, op=MPI.SUM)
-        rows = np.flatnonzero(table[:, d])
-        return rows, np.ascontiguousarray(table[rows, :d]), table.nbytes
-    raise ValueError(f"exchange must be one of {EXCHANGES}, got {exchange!r}")
 
 
 class _Clock:

@@ -139,7 +139,7 @@ def _torch_step(p):
 
 
 def main(argv=None) -> int:
-    from fastgrad.parser.cli import add_training_options
+    from fastgrad.parser.options import add_training_options
 
     ap = argparse.ArgumentParser(
         prog="fastgrad parser", description=__doc__.split("\n\n")[0],
