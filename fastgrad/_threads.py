@@ -115,8 +115,8 @@ def get_num_threads() -> int:
 
 def thread_count_source() -> str:
     """Which rule set get_num_threads()'s count (shown by show_config)."""
-    count, source = _resolve()
-    if source in _ADAPTIVE_SOURCES:
+    source = _resolve()[1]
+    if source.startswith(_ADAPTIVE_SOURCES):
         busy = _other_load.cores_busy()
         return (f"{source}, fewer while other processes keep cores busy "
                 f"(now {busy:.1f} busy)")
@@ -127,7 +127,9 @@ def thread_count_source() -> str:
 # Cores kept busy by other processes
 # ---------------------------------------------------------------------------
 
-_ADAPTIVE_SOURCES = ("the usable cores",)   # and the launcher's share, by prefix below
+# The rules (by the start of their name) whose count a step lowers while other processes
+# keep cores busy: the counts nobody asked for (rules 3 and 4).
+_ADAPTIVE_SOURCES = ("the usable cores", "the cores shared by")
 
 
 class _OtherLoad:
@@ -187,7 +189,7 @@ def threads_for_step() -> int:
     """The thread count of the next kernel call: get_num_threads(), less the cores
     other processes keep busy when no count was asked for (rules 3-4), at least 1."""
     count, source = _resolve()
-    if source in _ADAPTIVE_SOURCES or source.startswith("the cores shared by"):
+    if source.startswith(_ADAPTIVE_SOURCES):
         free = usable_cores() - _other_load.cores_busy()
         return max(1, min(count, int(free + 0.5)))
     return count

@@ -28,6 +28,7 @@ __all__ = ["ParserModel", "ParserModelError", "train", "read_embeddings", "to_tr
 PARSER_FORMAT = "fastgrad-parser"
 PARSER_FORMAT_VERSION = 1
 
+
 def feature_layout(vocab: Vocabulary) -> dict:
     """18 word slots, 18 per tag column, 12 label slots (see transitions.features)."""
     return {"words": 18, "tags": 18 * len(vocab.tag_columns), "labels": 12,
@@ -71,7 +72,7 @@ class ParserModel:
     def parse(self, sentences, batch_size: int = 4096) -> list:
         """Parsed copies of conllu.Sentences: HEAD and DEPREL filled in (one root,
         a projective tree); every other column and line kept as it was."""
-        if self._pre is None:   # cached L[v] W_j for every tag and label, frequent words
+        if self._pre is None:   # cached L[v] W_j: frequent words and tags, every label
             self._pre = fastgrad.precompute(self.p, self.vocab.rows_to_cache())
         out = []
         for start in range(0, len(sentences), batch_size):

@@ -1,5 +1,6 @@
-"""The arc-standard transition system, its static oracle, Chen & Manning's 48
-features, and greedy batched decoding.
+"""The arc-standard transition system, its static oracle, Chen & Manning's
+features (48 with UPOS alone, 18 more per further tag column), and greedy
+batched decoding.
 
 A sentence here is a Tree: its words, tags, heads (1-based, 0 = root) and labels.
 Non-projective trees have no arc-standard derivation: make_instances skips them
@@ -143,7 +144,7 @@ def features(state: State, words, tags, vocab: Vocabulary, out) -> None:
 
 
 class Instances(NamedTuple):
-    idx: np.ndarray        # (n_states, 48) feature ids
+    idx: np.ndarray        # (n_states, vocab.n_features) feature ids
     y: np.ndarray          # (n_states,) gold transitions
     n_sentences: int
     n_skipped: int         # non-projective sentences
