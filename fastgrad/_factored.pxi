@@ -21,6 +21,7 @@ cdef enum:
     TASKS_PER_THREAD = 4
     MIN_BLOCK_ROWS = 64
     MIN_BLOCK_COLS = 32
+    SUM_BLOCK_ROWS = 32
 
 
 cdef inline void slot_rows_task(int stage, Py_ssize_t task, Py_ssize_t n_slots,
@@ -111,9 +112,42 @@ cdef void sum_slot_products_relu(const floating* products, const int64_t* pos,
     IN pos (n x n_slots): the product row of each (example, slot)
     OUT h (n x n_hidden)
     """
-    cdef Py_ssize_t i, j
-    cdef floating* out
-    for i in prange(n, num_threads=n_threads, schedule='static'):
-        out = h + i * n_hidden
-        sum_rows(products, n_hidden, pos + i * n_slots, n_slots, out)
-        bias_relu_row(out, b1, n_hidden)
+    cdef Py_ssize_t block, i, first, count
+    cdef Py_ssize_t n_blocks = (n + SUM_BLOCK_ROWS - 1) // SUM_BLOCK_ROWS
+    for block in prange(n_blocks, num_threads=n_threads, schedule='static'):
+        first = block * SUM_BLOCK_ROWS
+        count = min(<Py_ssize_t> SUM_BLOCK_ROWS, n - first)
+        if floating is float:
+            sum_indexed_block_f(h + first * n_hidden, products, pos + first * n_slots, n_slots,
+                                count, n_hidden)
+        else:
+            sum_indexed_block_d(h + first * n_hidden, products, pos + first * n_slots, n_slots,
+                                count, n_hidden)
+        for i in range(first, first + count):
+            bias_relu_row(h + i * n_hidden, b1, n_hidden)
+
+
+cdef void sum_slot_deltas(const floating* delta2, const int64_t* pos, const int64_t* slot_offsets,
+                          Py_ssize_t n, Py_ssize_t n_slots, Py_ssize_t n_hidden,
+                          floating* sums, int n_threads) noexcept nogil:
+    """Factored backward: sums[u] = Σ δ2[i] over the examples i of key u, i ascending.
+
+    IN delta2 (n x n_hidden), IN pos (n x n_slots) and slot_offsets as numbered by
+    group_slots (a slot's keys in order of first occurrence), OUT sums (K x n_hidden).
+    Threads take groups of whole slots (a key belongs to one slot, so no two
+    threads write one row); each group reads δ2 once, a block of examples at a
+    time for all its slots. Each sum's order is fixed by the examples, so the
+    result does not depend on the thread count or the grouping.
+    """
+    cdef Py_ssize_t per_task = max(<Py_ssize_t> 1,
+                                   min(<Py_ssize_t> FASTGRAD_SLOTS_PER_SUM, n_slots // n_threads))
+    cdef Py_ssize_t n_tasks = (n_slots + per_task - 1) // per_task
+    cdef Py_ssize_t task, j0
+    for task in prange(n_tasks, num_threads=n_threads, schedule='dynamic'):
+        j0 = task * per_task
+        if floating is float:
+            sum_slots_by_example_f(sums, delta2, pos, n, n_slots, slot_offsets, j0,
+                                   min(j0 + per_task, n_slots), SUM_BLOCK_ROWS, n_hidden)
+        else:
+            sum_slots_by_example_d(sums, delta2, pos, n, n_slots, slot_offsets, j0,
+                                   min(j0 + per_task, n_slots), SUM_BLOCK_ROWS, n_hidden)

@@ -304,8 +304,8 @@ def run_step(int mode, int path,
         else:
             # S_u = Σ_{examples of key u} δ2 replaces P; dW_j = L[uniq_j]ᵀ S_j;
             # then xu is free and receives S_j W_jᵀ (one row of d per key)
-            sum_groups(&delta2[0, 0], n_hidden, &key_ptr[0], &occurrences[0], n_keys,
-                       &products[0, 0], n_threads)
+            sum_slot_deltas(&delta2[0, 0], &pos[0], &slot_offsets[0], n, n_slots, n_hidden,
+                            &products[0, 0], n_threads)
             lap(PHASE_SEGMENT_SUMS, &clock)
             slot_gemms(SLOT_BACKWARD, &slot_offsets[0], n_slots, d, n_hidden, &xu[0, 0],
                        &products[0, 0], pW, &dW[0, 0], n_threads)
