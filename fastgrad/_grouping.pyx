@@ -18,7 +18,7 @@ their own, without a workspace.
 
 from cython.parallel cimport prange, threadid
 from libc.stdint cimport int32_t, int64_t
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 import numpy as np
 
@@ -40,12 +40,12 @@ cdef enum:
 
 
 cdef Py_ssize_t number_slot_keys(Py_ssize_t n, int32_t* table, int64_t* key_row,
-                                 int64_t* key_count, int64_t* rows_then_keys) noexcept nogil:
+                                 int64_t* rows_then_keys) noexcept nogil:
     """Number one slot's distinct rows in order of first occurrence; returns k.
 
-    IN/OUT rows_then_keys[n]: each item's row on entry, its key on return
+    IN/OUT rows_then_keys[n]: each item's row on entry, its key (0 .. k-1) on return
     IN/OUT table[|V|]: all -1 on entry and on return
-    OUT key_row[k], key_count[k] (occurrences of each key)
+    OUT key_row[k]: the row of each key
     """
     cdef Py_ssize_t i, k = 0
     cdef int64_t v
@@ -57,68 +57,39 @@ cdef Py_ssize_t number_slot_keys(Py_ssize_t n, int32_t* table, int64_t* key_row,
             g = <int32_t> k
             table[v] = g
             key_row[k] = v
-            key_count[k] = 0
             k += 1
-        key_count[g] += 1
         rows_then_keys[i] = g
     for i in range(k):
         table[key_row[i]] = -1
     return k
 
 
-cdef void place_slot_keys(Py_ssize_t n, Py_ssize_t k, int64_t key0, int64_t item0,
-                          const int64_t* local_row, int64_t* key_count, int64_t* key_row,
-                          int64_t* key_ptr, int64_t* occurrences,
-                          int64_t* key_of) noexcept nogil:
-    """Lay one numbered slot out at keys key0 .. key0+k (counting sort by key).
-
-    IN  local_row[k], key_count[k] (consumed: it becomes each key's write cursor)
-    OUT key_row[key0 + g], key_ptr[key0 + g]; occurrences[item0 ...]: the slot's n
-        examples, grouped by key, ascending within a key
-    IN/OUT key_of[n]: each item's local key on entry, its global key key0 + g on return
-    """
-    cdef Py_ssize_t g, i
-    cdef int64_t start = item0, count
-    for g in range(k):
-        key_row[key0 + g] = local_row[g]
-        key_ptr[key0 + g] = start
-        count = key_count[g]
-        key_count[g] = start
-        start += count
-    for i in range(n):
-        g = key_of[i]
-        occurrences[key_count[g]] = i
-        key_count[g] += 1
-        key_of[i] = key0 + g
-
-
 def group_slots(const int64_t[::1] idx, Py_ssize_t n, Py_ssize_t n_slots,
-                int32_t[:, ::1] tables, int64_t[::1] local_row, int64_t[::1] key_count,
-                int64_t[::1] slot_key, int64_t[::1] key_row, int64_t[::1] key_ptr,
-                int64_t[::1] occurrences, int64_t[::1] pos, int64_t[::1] slot_offsets,
+                int32_t[:, ::1] tables, int64_t[::1] local_row, int64_t[::1] slot_key,
+                int64_t[::1] key_row, int64_t[::1] pos, int64_t[::1] slot_offsets,
                 int n_threads):
-    """Group the batch's occurrences by (slot, row); returns K = Σ_j K_j.
+    """Number the batch's (slot, row) keys; returns K = Σ_j K_j.
 
     Slots go to threads whole, so each is numbered by one thread in example order:
-    a slot's keys are its distinct rows in order of first occurrence (any fixed
-    order serves the sums, and this one needs no sort). The slots are worked on
-    slot-major (slot_key holds idx transposed, then the keys): read in place,
-    each slot's rows would be one per cache line of idx, and pos[i, j], pos[i, j+1]
-    share a line that threads working on different slots would fight over. So idx
-    is transposed in a first pass and pos written in a last one, both by examples.
+    a slot's keys are its distinct rows in order of first occurrence. The kernels
+    rely on that order: the segment sums of the backward pass (sum_slot_deltas)
+    know a key is new when it is the slot's next number, so no list of each
+    key's examples is built. The slots are worked on slot-major (slot_key holds
+    idx transposed, then the keys): read in place, each slot's rows would be one
+    per cache line of idx, and pos[i, j], pos[i, j+1] share a line that threads
+    working on different slots would fight over. So idx is transposed in a first
+    pass and pos written in a last one, both by examples.
 
     IN  idx (n * n_slots, row-major (n, n_slots))
     IN/OUT tables (T x |V|): all -1 on entry and on return; T threads (at most
         n_threads) number the slots, one table each
-    scratch local_row, key_count, slot_key (n * n_slots)
-    OUT key_row[K]: the row of each (slot, row) key, slots in order
-    OUT key_ptr[K + 1], occurrences[n * n_slots]: the examples of key u are
-        occurrences[key_ptr[u] : key_ptr[u + 1]], ascending
+    scratch local_row, slot_key (n * n_slots)
+    OUT key_row[K]: the row of each (slot, row) key, slots in order, and within a
+        slot in order of first occurrence
     OUT pos[n * n_slots]: the key of each (example, slot)
     OUT slot_offsets[n_slots + 1]: slot j owns keys slot_offsets[j] : slot_offsets[j + 1]
     """
     cdef Py_ssize_t i, j
-    cdef int64_t k
     cdef int n_workers = min(n_threads, <int> tables.shape[0])
     with nogil:
         for i in prange(n, num_threads=n_threads, schedule='static'):
@@ -126,18 +97,16 @@ def group_slots(const int64_t[::1] idx, Py_ssize_t n, Py_ssize_t n_slots,
                 slot_key[j * n + i] = idx[i * n_slots + j]
         for j in prange(n_slots, num_threads=n_workers, schedule='dynamic'):
             slot_offsets[j + 1] = number_slot_keys(n, &tables[threadid(), 0], &local_row[j * n],
-                                                   &key_count[j * n], &slot_key[j * n])
+                                                   &slot_key[j * n])
         slot_offsets[0] = 0
         for j in range(n_slots):
             slot_offsets[j + 1] += slot_offsets[j]
         for j in prange(n_slots, num_threads=n_workers, schedule='dynamic'):
-            k = slot_offsets[j + 1] - slot_offsets[j]
-            place_slot_keys(n, k, slot_offsets[j], j * n, &local_row[j * n], &key_count[j * n],
-                            &key_row[0], &key_ptr[0], &occurrences[0], &slot_key[j * n])
-        key_ptr[slot_offsets[n_slots]] = n * n_slots
+            memcpy(&key_row[slot_offsets[j]], &local_row[j * n],
+                   (slot_offsets[j + 1] - slot_offsets[j]) * sizeof(int64_t))
         for i in prange(n, num_threads=n_threads, schedule='static'):
             for j in range(n_slots):
-                pos[i * n_slots + j] = slot_key[j * n + i]
+                pos[i * n_slots + j] = slot_key[j * n + i] + slot_offsets[j]
     return slot_offsets[n_slots]
 
 
@@ -357,18 +326,16 @@ def group_rows_py(const int64_t[::1] values, Py_ssize_t n_values, int n_threads=
 def group_slots_py(const int64_t[:, ::1] idx, Py_ssize_t n_values, int n_threads=1,
                    int n_tables=1):
     """group_slots on fresh buffers: returns a dict of its outputs (key_row,
-    key_ptr, occurrences, pos (n, m), slot_offsets) and the tables it was given
-    (to check that they are left all -1). IN idx (n, m), not checked: a test hook."""
+    pos (n, m), slot_offsets) and the tables it was given (to check that they
+    are left all -1). IN idx (n, m), not checked: a test hook."""
     cdef Py_ssize_t n = idx.shape[0], m = idx.shape[1], items = n * m
     tables = np.full((n_tables, n_values), -1, np.int32)
-    out = {name: np.empty(items, np.int64) for name in ("key_row", "occurrences", "pos")}
-    out["key_ptr"] = np.empty(items + 1, np.int64)
+    out = {name: np.empty(items, np.int64) for name in ("key_row", "pos")}
     out["slot_offsets"] = np.empty(m + 1, np.int64)
     k = group_slots(np.ascontiguousarray(idx).reshape(-1), n, m, tables,
-                    np.empty(items, np.int64), np.empty(items, np.int64),
-                    np.empty(items, np.int64), out["key_row"], out["key_ptr"],
-                    out["occurrences"], out["pos"], out["slot_offsets"], n_threads)
-    out["key_row"], out["key_ptr"] = out["key_row"][:k], out["key_ptr"][:k + 1]
+                    np.empty(items, np.int64), np.empty(items, np.int64), out["key_row"],
+                    out["pos"], out["slot_offsets"], n_threads)
+    out["key_row"] = out["key_row"][:k]
     out["pos"] = out["pos"].reshape(n, m)
     out["tables"] = tables
     return out

@@ -196,7 +196,7 @@ def run_step(int mode, int path,
     cdef floating[:, ::1] products   # factored: P, later the segment sums S
     cdef floating[:, ::1] delta2, dW, dU, scratch, partials, class_partials
     cdef floating[::1] db1, db2
-    cdef int64_t[::1] key_row, key_ptr, occurrences, pos, slot_offsets
+    cdef int64_t[::1] key_row, pos, slot_offsets
     cdef int64_t[::1] grad_rows, group_ptr, members, radix_counts
     cdef int32_t[::1] row_count, sort_values, sort_items
 
@@ -206,8 +206,6 @@ def run_step(int mode, int path,
         xu = ws.xu
         products = ws.products
         key_row = ws.key_row
-        key_ptr = ws.key_ptr
-        occurrences = ws.occurrences
         pos = ws.pos
         slot_offsets = ws.slot_offsets
         n_keys = slot_offsets[n_slots]

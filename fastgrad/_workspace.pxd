@@ -19,8 +19,8 @@ cdef class Workspace:
     # dense path
     cdef readonly cnp.ndarray x             # (n, m*d): gathered rows, later dL per occurrence
     # factored path (fastgrad._grouping.group_slots)
-    cdef readonly cnp.ndarray key_row, key_ptr, occurrences, pos, slot_offsets
-    cdef readonly cnp.ndarray local_row, key_count, slot_key, slot_tables
+    cdef readonly cnp.ndarray key_row, pos, slot_offsets
+    cdef readonly cnp.ndarray local_row, slot_key, slot_tables
     cdef readonly cnp.ndarray xu            # (K, d): L[key rows], later dL per key
     cdef readonly cnp.ndarray products      # (K, Dh): P, later the segment sums S
     # backward

@@ -96,12 +96,9 @@ cdef class Workspace:
         items = n * shape.n_features
         if not self._factored:
             self.key_row = np.empty(items, np.int64)
-            self.key_ptr = np.empty(items + 1, np.int64)
-            self.occurrences = np.empty(items, np.int64)
             self.pos = np.empty(items, np.int64)
             self.slot_offsets = np.empty(shape.n_features + 1, np.int64)
             self.local_row = np.empty(items, np.int64)
-            self.key_count = np.empty(items, np.int64)
             self.slot_key = np.empty(items, np.int64)
             self.slot_tables = np.full((0, shape.n_vocab), -1, np.int32)
             self._factored = True
@@ -109,8 +106,7 @@ cdef class Workspace:
         if self.slot_tables.shape[0] < n_tables:
             self.slot_tables = np.full((n_tables, shape.n_vocab), -1, np.int32)
         return _grouping.group_slots(self.idx, n, shape.n_features, self.slot_tables,
-                                     self.local_row, self.key_count, self.slot_key,
-                                     self.key_row, self.key_ptr, self.occurrences, self.pos,
+                                     self.local_row, self.slot_key, self.key_row, self.pos,
                                      self.slot_offsets, n_threads)
 
     def need_keys(self, Py_ssize_t n_keys):
