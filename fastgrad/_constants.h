@@ -50,7 +50,7 @@ enum fastgrad_phase {
 static const char *const fastgrad_phase_names[FASTGRAD_N_PHASES] = {
     "gather rows of L", "first layer: products", "first layer: sums, bias, ReLU",
     "output product hU", "softmax and loss", "ReLU mask backward (δ1Uᵀ)", "dU = hᵀδ1",
-    "segment sums of δ2", "dW and dL products", "group dL rows",
+    "segment sums of δ2", "dW and dL products (+ sums by slot)", "group dL rows",
     "update L rows (or sum dL)", "update W, b1, U, b2",
 };
 

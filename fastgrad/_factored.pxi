@@ -3,9 +3,10 @@
 # _kernels.pyx (which holds the cimports).
 
 # The factored path's products, one set per feature slot j (keys key0 .. key0+K_j):
-#   SLOT_FORWARD:  P_j = L[uniq_j] W_j                         (K_j x Dh)
-#   SLOT_BACKWARD: dW_j = L[uniq_j]ᵀ S_j, then the keys' dL rows S_j W_jᵀ (K_j x d),
-#                  written over L[uniq_j] once dW_j no longer needs it
+#   forward (slot_gemms):     P_j = L[uniq_j] W_j                (K_j x Dh)
+#   backward (slot_backward): S_j = Σ δ2 by key, dW_j = L[uniq_j]ᵀ S_j, then the keys'
+#                             dL rows S_j W_jᵀ (K_j x d), written over L[uniq_j] once
+#                             dW_j no longer needs it
 # Slots differ in size (a word slot has hundreds of keys, a tag slot a few dozen),
 # so whole slots balance badly over many threads (18 word slots on 16 threads: two
 # rounds, the second one-eighth full). So at more threads the products are cut
@@ -62,45 +63,85 @@ cdef inline void slot_dW_task(Py_ssize_t task, Py_ssize_t n_slots, Py_ssize_t bl
          dW + j * d * n_hidden + col, <int> n_hidden)
 
 
-cdef void slot_gemms(int stage, const int64_t* slot_offsets, Py_ssize_t n_slots, Py_ssize_t d,
-                     Py_ssize_t n_hidden, floating* xu, floating* products, const floating* W,
-                     floating* dW, int n_threads) noexcept nogil:
-    """Every slot's products, as tasks handed out dynamically (see above).
+cdef inline void slot_task_layout(const int64_t* slot_offsets, Py_ssize_t n_slots,
+                                  Py_ssize_t n_hidden, int n_threads, Py_ssize_t* block_rows,
+                                  Py_ssize_t* n_row_tasks, Py_ssize_t* block_cols,
+                                  Py_ssize_t* n_dW_tasks) noexcept nogil:
+    """How slot_gemms and slot_backward cut the slots' products into tasks.
 
-    IN/OUT xu (K x d): L[key rows]; in SLOT_BACKWARD overwritten by the dL rows
-    IN/OUT products (K x Dh): OUT P (forward); IN S (backward)
-    OUT dW (backward)
+    About TASKS_PER_THREAD * n_threads blocks of keys in all, and dW_j in as many
+    column blocks as it takes for that many tasks; at one or two threads that is
+    one task per slot and product (a task count equal to n_slots). Row tasks go
+    block-major: every slot's first block, then every slot's second, ...
     """
-    cdef Py_ssize_t j, task, most_keys = 0
+    cdef Py_ssize_t j, most_keys = 0
     cdef Py_ssize_t n_tasks = <Py_ssize_t> TASKS_PER_THREAD * n_threads
     cdef Py_ssize_t n_keys = slot_offsets[n_slots]
     for j in range(n_slots):
         most_keys = max(most_keys, slot_offsets[j + 1] - slot_offsets[j])
-    # about n_tasks blocks of keys in all, and dW_j in as many column blocks as it
-    # takes for n_tasks; at 1 thread that is one call per slot and product
-    cdef Py_ssize_t block_rows = max(<Py_ssize_t> MIN_BLOCK_ROWS, (n_keys + n_tasks - 1) // n_tasks)
+    block_rows[0] = max(<Py_ssize_t> MIN_BLOCK_ROWS, (n_keys + n_tasks - 1) // n_tasks)
+    n_row_tasks[0] = n_slots * ((most_keys + block_rows[0] - 1) // block_rows[0])
     cdef Py_ssize_t col_blocks = min((n_tasks + n_slots - 1) // n_slots,
                                      max(<Py_ssize_t> 1, n_hidden // MIN_BLOCK_COLS))
-    cdef Py_ssize_t block_cols = (n_hidden + col_blocks - 1) // col_blocks
-    # block-major task order: every slot's first block, then every slot's second, ...
-    cdef Py_ssize_t n_row_tasks = n_slots * ((most_keys + block_rows - 1) // block_rows)
-    cdef Py_ssize_t n_dW_tasks = n_slots * col_blocks
-    block_cols = (block_cols + 15) // 16 * 16   # whole SIMD registers, columns of either dtype
-    if stage == SLOT_BACKWARD and n_row_tasks == n_slots and col_blocks == 1:
-        # whole slots: dL_j right after dW_j, while S_j is still in cache
-        for task in prange(n_slots, num_threads=n_threads, schedule='dynamic'):
-            slot_dW_task(task, n_slots, block_cols, slot_offsets, d, n_hidden, xu, products,
-                         dW)
-            slot_rows_task(stage, task, n_slots, block_rows, slot_offsets, d, n_hidden, xu,
-                           products, W)
-        return
-    if stage == SLOT_BACKWARD:
-        for task in prange(n_dW_tasks, num_threads=n_threads, schedule='dynamic'):
-            slot_dW_task(task, n_slots, block_cols, slot_offsets, d, n_hidden, xu, products,
-                         dW)
+    n_dW_tasks[0] = n_slots * col_blocks
+    block_cols[0] = (n_hidden + col_blocks - 1) // col_blocks
+    block_cols[0] = (block_cols[0] + 15) // 16 * 16   # whole SIMD registers, either dtype
+
+
+cdef void slot_gemms(const int64_t* slot_offsets, Py_ssize_t n_slots, Py_ssize_t d,
+                     Py_ssize_t n_hidden, const floating* xu, floating* products,
+                     const floating* W, int n_threads) noexcept nogil:
+    """Every slot's forward product P_j = L[uniq_j] W_j, as tasks (see above).
+
+    IN xu (K x d): L[key rows]; OUT products (K x Dh): P
+    """
+    cdef Py_ssize_t task, block_rows, n_row_tasks, block_cols, n_dW_tasks
+    slot_task_layout(slot_offsets, n_slots, n_hidden, n_threads, &block_rows, &n_row_tasks,
+                     &block_cols, &n_dW_tasks)
     for task in prange(n_row_tasks, num_threads=n_threads, schedule='dynamic'):
-        slot_rows_task(stage, task, n_slots, block_rows, slot_offsets, d, n_hidden, xu,
-                       products, W)
+        slot_rows_task(SLOT_FORWARD, task, n_slots, block_rows, slot_offsets, d, n_hidden,
+                       <floating*> xu, products, W)
+
+
+cdef void slot_backward(const int64_t* slot_offsets, Py_ssize_t n_slots, Py_ssize_t d,
+                        Py_ssize_t n_hidden, floating* xu, floating* products,
+                        const floating* W, floating* dW, const floating* delta2,
+                        const int64_t* pos, Py_ssize_t n, int n_threads,
+                        double* clock) noexcept nogil:
+    """The factored first layer's backward: for every slot j, S_j (the segment
+    sums of δ2 by key, over products), dW_j = L[uniq_j]ᵀ S_j, and the keys' dL
+    rows S_j W_jᵀ (over xu, once dW_j no longer needs it).
+
+    Where each slot is one task (one or two threads), a task does all three for
+    its slot: S_j is written and read back while it is in L2 rather than after
+    every slot's sums went through L3 (bench/results/speed-round2-2core.md).
+    At more threads the sums run first, over whole slots (sum_slot_deltas), and
+    the products as cut by slot_task_layout; PHASE_SEGMENT_SUMS is lapped
+    between them.
+
+    IN/OUT xu (K x d): IN L[key rows], OUT the dL rows
+    OUT products (K x Dh): S; OUT dW
+    IN delta2 (n x Dh), pos (n x m), slot_offsets: from group_slots
+    """
+    cdef Py_ssize_t task, block_rows, n_row_tasks, block_cols, n_dW_tasks
+    slot_task_layout(slot_offsets, n_slots, n_hidden, n_threads, &block_rows, &n_row_tasks,
+                     &block_cols, &n_dW_tasks)
+    if n_row_tasks == n_slots and n_dW_tasks == n_slots:
+        for task in prange(n_slots, num_threads=n_threads, schedule='dynamic'):
+            sum_slot_range(delta2, pos, slot_offsets, n, n_slots, task, task + 1, n_hidden,
+                           products)
+            slot_dW_task(task, n_slots, block_cols, slot_offsets, d, n_hidden, xu, products,
+                         dW)
+            slot_rows_task(SLOT_BACKWARD, task, n_slots, block_rows, slot_offsets, d,
+                           n_hidden, xu, products, W)
+        return
+    sum_slot_deltas(delta2, pos, slot_offsets, n, n_slots, n_hidden, products, n_threads)
+    lap(PHASE_SEGMENT_SUMS, clock)
+    for task in prange(n_dW_tasks, num_threads=n_threads, schedule='dynamic'):
+        slot_dW_task(task, n_slots, block_cols, slot_offsets, d, n_hidden, xu, products, dW)
+    for task in prange(n_row_tasks, num_threads=n_threads, schedule='dynamic'):
+        slot_rows_task(SLOT_BACKWARD, task, n_slots, block_rows, slot_offsets, d, n_hidden,
+                       xu, products, W)
 
 
 cdef void sum_slot_products_relu(const floating* products, const int64_t* pos,
@@ -127,6 +168,19 @@ cdef void sum_slot_products_relu(const floating* products, const int64_t* pos,
             bias_relu_row(h + i * n_hidden, b1, n_hidden)
 
 
+cdef inline void sum_slot_range(const floating* delta2, const int64_t* pos,
+                                const int64_t* slot_offsets, Py_ssize_t n, Py_ssize_t n_slots,
+                                Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t n_hidden,
+                                floating* sums) noexcept nogil:
+    """The segment sums of slots j0 .. j1-1 (at most FASTGRAD_SLOTS_PER_SUM), one thread."""
+    if floating is float:
+        sum_slots_by_example_f(sums, delta2, pos, n, n_slots, slot_offsets, j0, j1,
+                               SUM_BLOCK_ROWS, n_hidden)
+    else:
+        sum_slots_by_example_d(sums, delta2, pos, n, n_slots, slot_offsets, j0, j1,
+                               SUM_BLOCK_ROWS, n_hidden)
+
+
 cdef void sum_slot_deltas(const floating* delta2, const int64_t* pos, const int64_t* slot_offsets,
                           Py_ssize_t n, Py_ssize_t n_slots, Py_ssize_t n_hidden,
                           floating* sums, int n_threads) noexcept nogil:
@@ -145,9 +199,5 @@ cdef void sum_slot_deltas(const floating* delta2, const int64_t* pos, const int6
     cdef Py_ssize_t task, j0
     for task in prange(n_tasks, num_threads=n_threads, schedule='dynamic'):
         j0 = task * per_task
-        if floating is float:
-            sum_slots_by_example_f(sums, delta2, pos, n, n_slots, slot_offsets, j0,
-                                   min(j0 + per_task, n_slots), SUM_BLOCK_ROWS, n_hidden)
-        else:
-            sum_slots_by_example_d(sums, delta2, pos, n, n_slots, slot_offsets, j0,
-                                   min(j0 + per_task, n_slots), SUM_BLOCK_ROWS, n_hidden)
+        sum_slot_range(delta2, pos, slot_offsets, n, n_slots, j0, min(j0 + per_task, n_slots),
+                       n_hidden, sums)

@@ -248,8 +248,8 @@ def run_step(int mode, int path,
         else:
             gather_rows(pL, d, &key_row[0], n_keys, &xu[0, 0], n_threads)
             lap(PHASE_GATHER, &clock)
-            slot_gemms(SLOT_FORWARD, &slot_offsets[0], n_slots, d, n_hidden, &xu[0, 0],
-                       &products[0, 0], pW, NULL, n_threads)
+            slot_gemms(&slot_offsets[0], n_slots, d, n_hidden, &xu[0, 0], &products[0, 0], pW,
+                       n_threads)
             lap(PHASE_FIRST_PRODUCTS, &clock)
             sum_slot_products_relu(&products[0, 0], &pos[0], n, n_slots, n_hidden, pb1,
                                    &h[0, 0], n_threads)
@@ -302,11 +302,8 @@ def run_step(int mode, int path,
         else:
             # S_u = Σ_{examples of key u} δ2 replaces P; dW_j = L[uniq_j]ᵀ S_j;
             # then xu is free and receives S_j W_jᵀ (one row of d per key)
-            sum_slot_deltas(&delta2[0, 0], &pos[0], &slot_offsets[0], n, n_slots, n_hidden,
-                            &products[0, 0], n_threads)
-            lap(PHASE_SEGMENT_SUMS, &clock)
-            slot_gemms(SLOT_BACKWARD, &slot_offsets[0], n_slots, d, n_hidden, &xu[0, 0],
-                       &products[0, 0], pW, &dW[0, 0], n_threads)
+            slot_backward(&slot_offsets[0], n_slots, d, n_hidden, &xu[0, 0], &products[0, 0],
+                          pW, &dW[0, 0], &delta2[0, 0], &pos[0], n, n_threads, &clock)
             lap(PHASE_DW_DL, &clock)
             k_rows = group_rows(&key_row[0], n_keys, n_vocab, &row_count[0], &sort_values[0],
                                 &sort_items[0], &radix_counts[0], &grad_rows[0], &group_ptr[0],

@@ -90,8 +90,8 @@ def precomputed_proba(const floating[:, ::1] L, const floating[:, ::1] W,
     with nogil:
         if n_miss > 0:
             gather_rows(&L[0, 0], d, &miss_row[0], n_miss, &miss_x[0, 0], n_threads)
-            slot_gemms(SLOT_FORWARD, &miss_offsets[0], n_slots, d, n_hidden, &miss_x[0, 0],
-                       pmissed, &W[0, 0], NULL, n_threads)
+            slot_gemms(&miss_offsets[0], n_slots, d, n_hidden, &miss_x[0, 0], pmissed, &W[0, 0],
+                       n_threads)
         precomputed_hidden(&b1[0], &idx[0], &cache_pos[0, 0], ptable, pmissed, n, n_slots,
                            n_vocab, n_hidden, &h[0, 0], n_threads)
         for j in range(n_slots):
