@@ -32,6 +32,12 @@ import numpy as np
 # whatever the thread count.
 
 cdef enum:
+    # Examples transposed together between idx (example-major) and the slot-major
+    # scratch: a slot's entries for a block are whole cache lines. One example at a
+    # time, the slot-major side is written (or read) n * 8 bytes apart, n_slots
+    # streams that fall in the same L1 sets (4 KiB aliasing) and evict each other:
+    # the two transposes were most of group_slots' time (perf).
+    TRANSPOSE_BLOCK = 16
     # Fewest items worth a thread of their own in group_rows.
     MIN_ITEMS_PER_THREAD = 2048
     # group_rows sorts by counts while the row range is at most this many times the
@@ -78,7 +84,7 @@ def group_slots(const int64_t[::1] idx, Py_ssize_t n, Py_ssize_t n_slots,
     idx transposed, then the keys): read in place, each slot's rows would be one
     per cache line of idx, and pos[i, j], pos[i, j+1] share a line that threads
     working on different slots would fight over. So idx is transposed in a first
-    pass and pos written in a last one, both by examples.
+    pass and pos written in a last one, both by blocks of TRANSPOSE_BLOCK examples.
 
     IN  idx (n * n_slots, row-major (n, n_slots))
     IN/OUT tables (T x |V|): all -1 on entry and on return; T threads (at most
@@ -89,12 +95,16 @@ def group_slots(const int64_t[::1] idx, Py_ssize_t n, Py_ssize_t n_slots,
     OUT pos[n * n_slots]: the key of each (example, slot)
     OUT slot_offsets[n_slots + 1]: slot j owns keys slot_offsets[j] : slot_offsets[j + 1]
     """
-    cdef Py_ssize_t i, j
+    cdef Py_ssize_t i, j, block, first, last
+    cdef Py_ssize_t n_blocks = (n + TRANSPOSE_BLOCK - 1) // TRANSPOSE_BLOCK
     cdef int n_workers = min(n_threads, <int> tables.shape[0])
     with nogil:
-        for i in prange(n, num_threads=n_threads, schedule='static'):
+        for block in prange(n_blocks, num_threads=n_threads, schedule='static'):
+            first = block * TRANSPOSE_BLOCK
+            last = min(first + TRANSPOSE_BLOCK, n)
             for j in range(n_slots):
-                slot_key[j * n + i] = idx[i * n_slots + j]
+                for i in range(first, last):
+                    slot_key[j * n + i] = idx[i * n_slots + j]
         for j in prange(n_slots, num_threads=n_workers, schedule='dynamic'):
             slot_offsets[j + 1] = number_slot_keys(n, &tables[threadid(), 0], &local_row[j * n],
                                                    &slot_key[j * n])
@@ -104,9 +114,12 @@ def group_slots(const int64_t[::1] idx, Py_ssize_t n, Py_ssize_t n_slots,
         for j in prange(n_slots, num_threads=n_workers, schedule='dynamic'):
             memcpy(&key_row[slot_offsets[j]], &local_row[j * n],
                    (slot_offsets[j + 1] - slot_offsets[j]) * sizeof(int64_t))
-        for i in prange(n, num_threads=n_threads, schedule='static'):
+        for block in prange(n_blocks, num_threads=n_threads, schedule='static'):
+            first = block * TRANSPOSE_BLOCK
+            last = min(first + TRANSPOSE_BLOCK, n)
             for j in range(n_slots):
-                pos[i * n_slots + j] = slot_key[j * n + i] + slot_offsets[j]
+                for i in range(first, last):
+                    pos[i * n_slots + j] = slot_key[j * n + i] + slot_offsets[j]
     return slot_offsets[n_slots]
 
 
