@@ -114,7 +114,7 @@ cdef void slot_backward(const int64_t* slot_offsets, Py_ssize_t n_slots, Py_ssiz
 
     Where each slot is one task (one or two threads), a task does all three for
     its slot: S_j is written and read back while it is in L2 rather than after
-    every slot's sums went through L3 (bench/results/speed-round2-2core.md).
+    every slot's sums went through L3 (bench/results/design-measurements.md).
     At more threads the sums run first, over whole slots (sum_slot_deltas), and
     the products as cut by slot_task_layout; PHASE_SEGMENT_SUMS is lapped
     between them.

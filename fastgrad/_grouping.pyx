@@ -5,7 +5,8 @@ Both groupings run on every step before (or between) the parallel loops of
 fastgrad._kernels.run_step:
 
 * ``group_slots`` (by (slot, row), for the factored path): each distinct
-  (slot, row) key of the batch, its occurrences and each example's key;
+  (slot, row) key of the batch, numbered in order of first occurrence within
+  its slot, and each example's key;
 * ``group_rows`` (by row of L, for the embedding gradient): each distinct row
   and the items that touch it, so that a row of L is summed and updated once.
 
@@ -36,7 +37,8 @@ cdef enum:
     # scratch: a slot's entries for a block are whole cache lines. One example at a
     # time, the slot-major side is written (or read) n * 8 bytes apart, n_slots
     # streams that fall in the same L1 sets (4 KiB aliasing) and evict each other:
-    # the two transposes were most of group_slots' time (perf).
+    # the two transposes were most of group_slots' time
+    # (bench/results/design-measurements.md).
     TRANSPOSE_BLOCK = 16
     # Fewest items worth a thread of their own in group_rows.
     MIN_ITEMS_PER_THREAD = 2048
