@@ -123,6 +123,26 @@ def test_bench_floors_compute_the_six_products():
                                            err_msg=f"{floor} {name}")
 
 
+def test_phase_clock_bills_segment_sums_apart_where_slots_are_cut():
+    # at 3 threads a slot of ~500 keys is cut into blocks: the segment sums run first,
+    # over whole slots, and are billed to their own phase
+    from fastgrad import _kernels
+    if not _kernels.OPENMP:
+        pytest.skip("phase timing needs a build with OpenMP")
+    p, idx, y = make_problem(np.float64, n=600, m=3, n_vocab=2000)
+    saved = fastgrad.get_num_threads()
+    fastgrad.set_num_threads(3)
+    _kernels.set_phase_timing(True)
+    try:
+        fastgrad.sgd_step(p, idx, y, 0.1, path="factored")
+        timed = _kernels.phase_timing()
+    finally:
+        _kernels.set_phase_timing(False)
+        fastgrad.set_num_threads(saved)
+    assert timed["segment sums of δ2"] > 0
+    assert timed["dW and dL products (+ sums by slot)"] > 0
+
+
 def test_phase_clock_bills_each_phase_of_a_step(path):
     from fastgrad import _kernels
     p, idx, y = make_problem(np.float64, n=200)
@@ -142,8 +162,8 @@ def test_phase_clock_bills_each_phase_of_a_step(path):
     assert all(t >= 0 for t in timed.values())
     for phase in ("first layer: products", "softmax and loss", "update W, b1, U, b2"):
         assert timed[phase] > 0, phase
-    if path == "factored":
-        assert timed["segment sums of δ2"] > 0
+    if path == "factored":   # one or two threads: each slot's sums with its products
+        assert timed["dW and dL products (+ sums by slot)"] > 0
     # off: totals are cleared and no longer grow
     fastgrad.sgd_step(fastgrad.Params(*(a.copy() for a in p)), idx, y, 0.1, path=path)
     assert sum(_kernels.phase_timing().values()) == 0

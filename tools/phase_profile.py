@@ -2,6 +2,7 @@
 
     python tools/phase_profile.py [--config parser,cm2014] [--variant uniform,skewed]
                                   [--threads 1,2] [--path auto] [--steps 20]
+                                  [--json PATH]
 
 Each row: ms per sgd_step spent in each phase of the kernel (fastgrad._kernels.PHASES,
 timed by its phase clock), then, timed apart, what the Python side does around the
@@ -10,6 +11,7 @@ holding BLAS at one thread; the rest of the step is Python. Needs a build with O
 """
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -65,6 +67,7 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--path", default="auto")
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON (ms)")
     args = ap.parse_args()
     rows = []
     for c in args.config.split(","):
@@ -78,6 +81,11 @@ def main():
     print(f"{'total':{width}s}  " + "  ".join(f"{r[1] * 1e3:24.3f}" for r in rows))
     for name in names:
         print(f"{name:{width}s}  " + "  ".join(f"{r[2][name] * 1e3:24.3f}" for r in rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([{"scenario": label, "total": total * 1e3,
+                        "phases": {k: v * 1e3 for k, v in phases.items()}}
+                       for label, total, phases in rows], f, indent=1)
 
 
 if __name__ == "__main__":
