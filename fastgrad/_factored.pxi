@@ -70,9 +70,11 @@ cdef inline void slot_task_layout(const int64_t* slot_offsets, Py_ssize_t n_slot
     """How slot_gemms and slot_backward cut the slots' products into tasks.
 
     About TASKS_PER_THREAD * n_threads blocks of keys in all, and dW_j in as many
-    column blocks as it takes for that many tasks; at one or two threads that is
-    one task per slot and product (a task count equal to n_slots). Row tasks go
-    block-major: every slot's first block, then every slot's second, ...
+    column blocks as it takes for that many tasks. At one or two threads that is
+    mostly one task per slot and product (task counts equal to n_slots): unless a
+    slot holds more than K / (TASKS_PER_THREAD * n_threads) keys (and 64), or Dh
+    is wide enough for column blocks. Row tasks go block-major: every slot's
+    first block, then every slot's second, ...
     """
     cdef Py_ssize_t j, most_keys = 0
     cdef Py_ssize_t n_tasks = <Py_ssize_t> TASKS_PER_THREAD * n_threads
@@ -112,12 +114,12 @@ cdef void slot_backward(const int64_t* slot_offsets, Py_ssize_t n_slots, Py_ssiz
     sums of δ2 by key, over products), dW_j = L[uniq_j]ᵀ S_j, and the keys' dL
     rows S_j W_jᵀ (over xu, once dW_j no longer needs it).
 
-    Where each slot is one task (one or two threads), a task does all three for
-    its slot: S_j is written and read back while it is in L2 rather than after
-    every slot's sums went through L3 (bench/results/design-measurements.md).
-    At more threads the sums run first, over whole slots (sum_slot_deltas), and
-    the products as cut by slot_task_layout; PHASE_SEGMENT_SUMS is lapped
-    between them.
+    Where each slot is one task (slot_task_layout: mostly at one or two threads),
+    a task does all three for its slot: S_j is written and read back while it is
+    in L2 rather than after every slot's sums went through L3
+    (bench/results/design-measurements.md). Otherwise the sums run first, over
+    whole slots (sum_slot_deltas), and the products as cut by slot_task_layout;
+    PHASE_SEGMENT_SUMS is lapped between them.
 
     IN/OUT xu (K x d): IN L[key rows], OUT the dL rows
     OUT products (K x Dh): S; OUT dW
