@@ -161,10 +161,10 @@ cdef void sum_slot_products_relu(const floating* products, const int64_t* pos,
         first = block * SUM_BLOCK_ROWS
         count = min(<Py_ssize_t> SUM_BLOCK_ROWS, n - first)
         if floating is float:
-            sum_indexed_block_f(h + first * n_hidden, products, pos + first * n_slots, n_slots,
+            sum_indexed_rows_f(h + first * n_hidden, products, pos + first * n_slots, n_slots,
                                 count, n_hidden)
         else:
-            sum_indexed_block_d(h + first * n_hidden, products, pos + first * n_slots, n_slots,
+            sum_indexed_rows_d(h + first * n_hidden, products, pos + first * n_slots, n_slots,
                                 count, n_hidden)
         for i in range(first, first + count):
             bias_relu_row(h + i * n_hidden, b1, n_hidden)

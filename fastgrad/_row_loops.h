@@ -124,9 +124,15 @@ FASTGRAD_CLONES void update_row_##S(const fastgrad_rule *r, int sparse, T *restr
 FASTGRAD_ROW_LOOPS(float, f)
 FASTGRAD_ROW_LOOPS(double, d)
 
-/* out = Σ_k table[idx[k]] (rows of n), in the order of idx; count >= 1. Four rows
-   are added per sweep over out, in registers and in the same order as one at a
-   time ((((out + r0) + r1) + r2) + r3): the same bits, a quarter of the stores. */
+/* out[e] = Σ_k table[idx[e * count + k]] for e < n_out (rows of n), each in the
+   order of its idx; count >= 1. Four rows are added per sweep over out[e], in
+   registers and in the same order as one at a time ((((out + r0) + r1) + r2) + r3):
+   the same bits, a quarter of the stores. With n_out > 1 a column k (four at a
+   time) is added for every e before the next: where a slot's keys are numbered in
+   order of first occurrence, the rows a column reads for a block of examples lie
+   close together in the table (a few streams a prefetcher follows, not one random
+   row per (example, slot)), and the out rows stay in L1. The result is the same
+   for any n_out. */
 #define FASTGRAD_SUM_INDEXED(T, S)                                                  \
 static inline void add4_rows_##S(T *restrict out, const T *restrict r0,             \
                                  const T *restrict r1, const T *restrict r2,        \
@@ -137,29 +143,7 @@ static inline void add4_rows_##S(T *restrict out, const T *restrict r0,         
 FASTGRAD_CLONES                                                                     \
 void sum_indexed_rows_##S(T *restrict out, const T *table,                          \
                           const int64_t *restrict idx, Py_ssize_t count,            \
-                          Py_ssize_t n) {                                           \
-    Py_ssize_t k = 1;                                                               \
-    memcpy(out, table + idx[0] * n, n * sizeof(T));                                 \
-    for (; k + 4 <= count; k += 4)                                                  \
-        add4_rows_##S(out, table + idx[k] * n, table + idx[k + 1] * n,              \
-                      table + idx[k + 2] * n, table + idx[k + 3] * n, n);           \
-    for (; k < count; ++k)                                                          \
-        add_row_##S(out, table + idx[k] * n, n);                                    \
-}
-FASTGRAD_SUM_INDEXED(float, f)
-FASTGRAD_SUM_INDEXED(double, d)
-
-/* sum_indexed_rows for n_out rows at once: out[e] = Σ_k table[idx[e * count + k]],
-   each out[e] summed in exactly the order sum_indexed_rows sums it (the same bits),
-   but a column k (four at a time) for every e before the next. Where a slot's keys
-   are numbered in order of first occurrence, the rows a column reads for a block of
-   examples lie close together in the table: a few streams a prefetcher follows,
-   not one random row per (example, slot); out stays in L1. */
-#define FASTGRAD_SUM_INDEXED_BLOCK(T, S)                                            \
-FASTGRAD_CLONES                                                                     \
-void sum_indexed_block_##S(T *restrict out, const T *table,                         \
-                           const int64_t *restrict idx, Py_ssize_t count,           \
-                           Py_ssize_t n_out, Py_ssize_t n) {                        \
+                          Py_ssize_t n_out, Py_ssize_t n) {                         \
     Py_ssize_t e, k = 1;                                                            \
     for (e = 0; e < n_out; ++e)                                                     \
         memcpy(out + e * n, table + idx[e * count] * n, n * sizeof(T));             \
@@ -173,8 +157,8 @@ void sum_indexed_block_##S(T *restrict out, const T *table,                     
         for (e = 0; e < n_out; ++e)                                                 \
             add_row_##S(out + e * n, table + idx[e * count + k] * n, n);            \
 }
-FASTGRAD_SUM_INDEXED_BLOCK(float, f)
-FASTGRAD_SUM_INDEXED_BLOCK(double, d)
+FASTGRAD_SUM_INDEXED(float, f)
+FASTGRAD_SUM_INDEXED(double, d)
 
 /* The factored path's segment sums for slots j0 .. j1-1 (at most
    FASTGRAD_SLOTS_PER_SUM): sums[u] = Σ src[i] over the examples i whose key in

@@ -50,9 +50,9 @@ cdef inline void sum_rows(const floating* src, Py_ssize_t row_len,
     IN src (rows of row_len), IN members[count] (count >= 1), OUT out[row_len].
     """
     if floating is float:
-        sum_indexed_rows_f(out, src, members, count, row_len)
+        sum_indexed_rows_f(out, src, members, count, 1, row_len)
     else:
-        sum_indexed_rows_d(out, src, members, count, row_len)
+        sum_indexed_rows_d(out, src, members, count, 1, row_len)
 
 
 cdef inline double softmax_xent_row(floating* row, Py_ssize_t n_classes, int64_t label,
