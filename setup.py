@@ -69,7 +69,7 @@ extensions = [
         extra_link_args=openmp_link,
         depends=["fastgrad/_constants.h", "fastgrad/_row_loops.h"],
     )
-    for name in ("_kernels", "_grouping", "_workspace", "_arc_standard")
+    for name in ("_kernels", "_grouping", "_workspace", "_arc_standard", "_conllu")
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

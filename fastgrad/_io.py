@@ -14,18 +14,20 @@ file never runs code, and an object array in it is refused. Members:
 Saving is atomic: the archive is written to a temporary file in the same folder,
 flushed and fsynced, then renamed over the target (and the folder fsynced), so a
 process killed at any moment leaves the old file or the new one, never a torn one.
+A symbolic link's target is written (the link stays), a FIFO or device is written
+through, and a new file follows the umask (fastgrad._files).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 
 import numpy as np
 
+from fastgrad._files import output_file
 from fastgrad._optim import SGD, AdaGrad, Adam, Optimizer
 from fastgrad._types import Params
 from fastgrad._validate import check_params
@@ -116,34 +118,12 @@ def save(path, p, opt: Optimizer | None = None, meta: dict | None = None, *,
 
 
 def _write_atomically(path: str, members: dict[str, np.ndarray]) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastgrad-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-                for name, a in members.items():
-                    with archive.open(name + ".npy", "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, np.ascontiguousarray(a),
-                                                  allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:   # the rename itself made durable
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:   # not on every OS (Windows)
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    with output_file(path, durable=True) as f:
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for name, a in members.items():
+                with archive.open(name + ".npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.ascontiguousarray(a),
+                                              allow_pickle=False)
 
 
 def _read(path: str) -> tuple[dict, dict[str, np.ndarray]]:

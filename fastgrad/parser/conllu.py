@@ -7,6 +7,11 @@ cycle in a gold tree) and names the file and line of the problem, while it
 keeps what it does not use (comments, multiword-token lines ``1-2``, empty nodes
 ``8.1``, every other column) so that a parsed file is the input with HEAD and
 DEPREL filled in. Format: https://universaldependencies.org/format.html
+
+The reading itself is compiled (fastgrad/_conllu.pyx): a file is scanned block
+by block into Chunks of whole sentences, offsets and arrays with no Python
+object per word; ``chunks`` streams them (the parser's input), ``read`` makes
+Sentence objects of them (scoring, tests, small files).
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-__all__ = ["CoNLLUError", "Sentence", "read", "write", "parse_text"]
+from fastgrad import _conllu
+from fastgrad._files import output_file
+
+__all__ = ["CoNLLUError", "Sentence", "read", "write", "parse_text", "chunks", "sentences_of"]
 
 ID, FORM, LEMMA, UPOS, XPOS, FEATS, HEAD, DEPREL, DEPS, MISC = range(10)
 
@@ -62,93 +70,122 @@ class Sentence:
         return out
 
 
-def _fail(name: str, line_no: int, message: str):
-    raise CoNLLUError(f"{name}:{line_no}: {message}")
+_MESSAGES = {
+    "columns": "{a} tab-separated columns; CoNLL-U has 10",
+    "id": "ID {id!r} is not N, N-M or N.M",
+    "word_id": "word ID {id} where {b} was due (IDs count 1, 2, ... within a sentence)",
+    "form": "FORM is empty",
+    "head_text": "HEAD {head!r} is neither a number nor '_'",
+    "no_word": "a sentence without any word line (ID 1, 2, ...)",
+    "head_past": "HEAD {head_value} points past the sentence's last word ({b})",
+    "own_head": "word {a} is its own HEAD",
+    "head_blank": "HEAD is '_'; a gold tree needs a number (0 for the root)",
+    "deprel_blank": "DEPREL is '_'; a gold tree needs a relation",
+    "roots": "{a} words with HEAD 0; a sentence has exactly one root",
+    "cycle": "the HEADs of this sentence form a cycle",
+}
+_CODE_NAMES = {code: name for name, code in _conllu.ERROR_CODES.items()}
 
 
-def _finish(sentence: Sentence, name: str, need_tree: bool) -> Sentence:
-    """Check the sentence's HEADs once all its words are known."""
-    n = len(sentence.words)
-    if n == 0:
-        _fail(name, sentence.first_line, "a sentence without any word line (ID 1, 2, ...)")
-    roots = []
-    for k, (head, line_no) in enumerate(zip(sentence.heads, sentence.line_numbers)):
-        if head is None:
-            if need_tree:
-                _fail(name, line_no, "HEAD is '_'; a gold tree needs a number (0 for the root)")
-            continue
-        if head > n:
-            _fail(name, line_no, f"HEAD {head} points past the sentence's last word ({n})")
-        if head == k + 1:
-            _fail(name, line_no, f"word {k + 1} is its own HEAD")
-        if head == 0:
-            roots.append(line_no)
-        if need_tree and sentence.deprels[k] is None:
-            _fail(name, line_no, "DEPREL is '_'; a gold tree needs a relation")
-    if need_tree:
-        if len(roots) != 1:
-            _fail(name, roots[1] if roots else sentence.first_line,
-                  f"{len(roots)} words with HEAD 0; a sentence has exactly one root")
-        for k in range(n):                       # every word must reach the root
-            seen, at = set(), k + 1
-            while at != 0:
-                if at in seen:
-                    _fail(name, sentence.line_numbers[k], "the HEADs of this sentence form a cycle")
-                seen.add(at)
-                at = sentence.heads[at - 1]
-    return sentence
+def _scan_error(name: str, error, data: bytes) -> CoNLLUError:
+    """The compiled scan's (code, line, a, b, column starts) as a message."""
+    code, line_no, a, b, starts = error
+
+    def column(k):
+        return data[starts[k]:starts[k + 1] - 1].decode("utf-8", "replace")
+
+    fields = {"a": a, "b": b}
+    if starts is not None:
+        fields.update(id=column(ID), head=column(HEAD))
+        if column(HEAD).isdigit():
+            fields["head_value"] = int(column(HEAD))
+    message = _MESSAGES[_CODE_NAMES[code]].format(**fields)
+    return CoNLLUError(f"{name}:{line_no}: {message}")
 
 
-def _read_lines(lines, name: str, need_tree: bool) -> list[Sentence]:
-    sentences: list[Sentence] = []
-    current = Sentence()
-    line_no = 0
-    for line_no, raw in enumerate(lines, start=1):
-        line = raw.rstrip("\r\n")
-        if not line.strip():
-            if current.lines:
-                sentences.append(_finish(current, name, need_tree))
-                current = Sentence()
-            continue
-        if not current.lines:
-            current.first_line = line_no
-        if line.startswith("#"):
-            current.lines.append(line)
-            continue
-        cols = line.split("\t")
-        if len(cols) != 10:
-            _fail(name, line_no, f"{len(cols)} tab-separated columns; CoNLL-U has 10")
-        token_id = cols[ID]
-        if "-" in token_id or "." in token_id:   # a multiword token or an empty node
-            sep = "-" if "-" in token_id else "."
-            parts = token_id.split(sep)
-            if len(parts) != 2 or not all(p.isdigit() for p in parts):
-                _fail(name, line_no, f"ID {token_id!r} is not N, N-M or N.M")
-            current.lines.append(line)
-            continue
-        if not token_id.isdigit():
-            _fail(name, line_no, f"ID {token_id!r} is not N, N-M or N.M")
-        if int(token_id) != len(current.words) + 1:
-            _fail(name, line_no, f"word ID {token_id} where {len(current.words) + 1} was due "
-                                 "(IDs count 1, 2, ... within a sentence)")
-        if not cols[FORM]:
-            _fail(name, line_no, "FORM is empty")
-        head_text = cols[HEAD]
-        if head_text == "_":
-            head = None
-        elif head_text.isdigit():
-            head = int(head_text)
-        else:
-            _fail(name, line_no, f"HEAD {head_text!r} is neither a number nor '_'")
-        current.word_lines.append(len(current.lines))
-        current.lines.append(line)
-        current.words.append(cols)
-        current.line_numbers.append(line_no)
-        current.heads.append(head)
-        current.deprels.append(None if cols[DEPREL] in ("_", "") else cols[DEPREL])
-    if current.lines:                            # no blank line after the last sentence
-        sentences.append(_finish(current, name, need_tree))
-    return sentences
+def _utf8_error_line(data: bytes, begin: int, end: int, first_line: int):
+    """The line of the first byte in data[begin:end] that is not UTF-8, with the
+    reason; None when it is all UTF-8."""
+    try:
+        str(memoryview(data)[begin:end], "utf-8")
+    except UnicodeDecodeError as e:
+        return first_line + data.count(b"\n", begin, begin + e.start), e.reason
+    return None
+
+
+def _open_input(path):
+    if path in ("-", None):
+        return "<stdin>", sys.stdin.buffer, False
+    name = os.fspath(path)
+    return name, open(name, "rb"), True
+
+
+BLOCK_BYTES = 1 << 22
+
+
+def chunks(path, *, need_tree: bool, block_bytes: int = BLOCK_BYTES):
+    """The sentences of a CoNLL-U file ("-": standard input) as compiled Chunks,
+    read block by block: memory holds one block (and a sentence that crosses its
+    end), not the file. need_tree as in read(). Raises CoNLLUError at the first
+    problem in file order, after the chunks before it were given."""
+    name, f, close = _open_input(path)
+    try:
+        yield from _chunks_of(f, name, need_tree, block_bytes)
+    finally:
+        if close:
+            f.close()
+
+
+def _chunks_of(f, name: str, need_tree: bool, block_bytes: int):
+    carry, line, begin, any_sentence = b"", 1, 0, False
+    first = True
+    while True:
+        block = f.read(block_bytes)
+        final = not block
+        data = carry + block if carry else block
+        if first:
+            first = False
+            if data.startswith(b"\xef\xbb\xbf"):   # a byte-order mark
+                begin = 3
+        end = len(data) if final else data.rfind(b"\n") + 1
+        bad = _utf8_error_line(data, begin, end, line)
+        chunk, consumed, n_lines, error = _conllu.scan(data, begin, line, need_tree, final)
+        if bad is not None and (error is None or error[1] >= bad[0]):
+            raise CoNLLUError(f"{name}:{bad[0]}: not UTF-8 ({bad[1]})")
+        if error is not None:
+            raise _scan_error(name, error, data)
+        if chunk is not None:
+            any_sentence = True
+            yield chunk
+        line += n_lines
+        if final:
+            break
+        carry, begin = data[consumed:], 0
+    if not any_sentence:
+        raise CoNLLUError(f"{name}:1: no sentences in the file")
+
+
+def sentences_of(chunk) -> list[Sentence]:
+    """A compiled Chunk as Sentence objects (every line decoded)."""
+    data = chunk.data
+    text = [data[a:b].decode("utf-8") for a, b in zip(chunk.line_start.tolist(),
+                                                        chunk.line_end.tolist())]
+    numbers = chunk.line_number.tolist()
+    word_line = chunk.word_line.tolist()
+    heads = chunk.heads.tolist()
+    lines, words = chunk.sentence_lines.tolist(), chunk.sentence_words.tolist()
+    out = []
+    for s in range(chunk.n_sentences):
+        a, w0, w1 = lines[s], words[s], words[s + 1]
+        sentence = Sentence(text[a:lines[s + 1]], [k - a for k in word_line[w0:w1]],
+                            first_line=numbers[a])
+        sentence.words = [text[k].split("\t") for k in word_line[w0:w1]]
+        sentence.line_numbers = [numbers[k] for k in word_line[w0:w1]]
+        sentence.heads = [None if h < 0 else h for h in heads[w0:w1]]
+        sentence.deprels = [None if w[DEPREL] in ("_", "") else w[DEPREL]
+                            for w in sentence.words]
+        out.append(sentence)
+    return out
 
 
 def read(path, *, need_tree: bool) -> list[Sentence]:
@@ -159,53 +196,24 @@ def read(path, *, need_tree: bool) -> list[Sentence]:
     (files to parse). Raises CoNLLUError naming the file and line of a problem,
     and FileNotFoundError for a missing file.
     """
-    if path in ("-", None):
-        name = "<stdin>"
-        text = sys.stdin.buffer.read()
-    else:
-        name = os.fspath(path)
-        with open(name, "rb") as f:
-            text = f.read()
-    try:
-        decoded = text.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line_no = text[:e.start].count(b"\n") + 1
-        raise CoNLLUError(f"{name}:{line_no}: not UTF-8 ({e.reason})") from None
-    if decoded.startswith("\ufeff"):             # a byte-order mark
-        decoded = decoded[1:]
-    sentences = _read_lines(io.StringIO(decoded), name, need_tree)
-    if not sentences:
-        raise CoNLLUError(f"{name}:1: no sentences in the file")
-    return sentences
+    return [s for chunk in chunks(path, need_tree=need_tree) for s in sentences_of(chunk)]
 
 
 def parse_text(text: str, *, need_tree: bool, name: str = "<text>") -> list[Sentence]:
     """read() on a string (for tests and callers holding the text)."""
-    return _read_lines(io.StringIO(text), name, need_tree)
+    try:
+        return [s for chunk in _chunks_of(io.BytesIO(text.encode("utf-8")), name, need_tree,
+                                          BLOCK_BYTES) for s in sentences_of(chunk)]
+    except CoNLLUError as e:
+        if str(e).endswith("no sentences in the file"):
+            return []
+        raise
 
 
 def write(sentences, path) -> None:
-    """Write sentences as CoNLL-U ("-" or None: standard output); each ends with a blank line.
-
-    A file is written whole to a temporary name and renamed, so a failed run
-    never leaves half a file where the output should be.
-    """
+    """Write sentences as CoNLL-U ("-" or None: standard output, as UTF-8 whatever the
+    terminal's encoding); each ends with a blank line. A regular file is written
+    whole or not at all (fastgrad._files.output_file)."""
     text = "".join("\n".join(s.lines) + "\n\n" for s in sentences)
-    if path in ("-", None):   # UTF-8 bytes, whatever the terminal's encoding is set to
-        raw = getattr(sys.stdout, "buffer", None)
-        if raw is None:
-            sys.stdout.write(text)
-        else:
-            sys.stdout.flush()
-            raw.write(text.encode("utf-8"))
-            raw.flush()
-        return
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with output_file(path) as f:
+        f.write(text.encode("utf-8"))
