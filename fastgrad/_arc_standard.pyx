@@ -199,6 +199,13 @@ cdef class ArcStandardBatch:
         self.stack[base + d - 2] = h
         self.depth[i] = d - 1
 
+    def result_arrays(self):
+        """(heads, label indices) of every sentence's words 1..n, one after another
+        (int32 arrays; ROOT's positions left out)."""
+        words = np.ones(len(self.head), bool)
+        words[np.asarray(self.start)[:-1]] = False
+        return np.asarray(self.head)[words], np.asarray(self.label)[words]
+
     def result(self):
         """(heads, label indices) per sentence, its words 1..n."""
         out = []

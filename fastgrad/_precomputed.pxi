@@ -33,6 +33,10 @@ def number_misses(const int64_t[::1] idx, Py_ssize_t n, int32_t[:, ::1] cache_po
     return k
 
 
+cdef enum:
+    ROWS_PER_SUM = 64    # row pointers gathered on the stack, then summed at once
+
+
 cdef void precomputed_hidden(const floating* b1, const int64_t* idx, const int32_t* cache_pos,
                              const floating* table, const floating* missed, Py_ssize_t n,
                              Py_ssize_t n_slots, Py_ssize_t n_vocab, Py_ssize_t n_hidden,
@@ -41,28 +45,45 @@ cdef void precomputed_hidden(const floating* b1, const int64_t* idx, const int32
 
     IN cache_pos (n_slots x n_vocab): the row of table holding L[v] W_j, or -2 - k
     for the k-th row of missed; IN b1, idx (n x n_slots); OUT h (n x n_hidden).
+    The rows of an example are summed together, ROWS_PER_SUM at a time, with the
+    partial sums in registers (sum_rows_*; one slot at a time, out was loaded and
+    stored once per slot: 5 µs an EWT state at one thread, bench/results/
+    parser-pipeline-2core.md).
     """
-    cdef Py_ssize_t i, j
-    cdef int64_t w
-    cdef int32_t at
-    cdef floating* out
+    cdef Py_ssize_t i
     for i in prange(n, num_threads=n_threads, schedule='static'):
-        out = h + i * n_hidden
-        if i + 1 < n:   # the next example's rows: their misses overlap with this sum
-            for j in range(n_slots):
-                at = cache_pos[j * n_vocab + idx[(i + 1) * n_slots + j]]
+        precomputed_row(b1, idx + i * n_slots, idx + (i + 1) * n_slots if i + 1 < n else NULL,
+                        cache_pos, table, missed, n_slots, n_vocab, n_hidden,
+                        h + i * n_hidden)
+
+
+cdef void precomputed_row(const floating* b1, const int64_t* idx, const int64_t* next_idx,
+                          const int32_t* cache_pos, const floating* table,
+                          const floating* missed, Py_ssize_t n_slots, Py_ssize_t n_vocab,
+                          Py_ssize_t n_hidden, floating* out) noexcept nogil:
+    """One example of precomputed_hidden; next_idx (or NULL): the next example's
+    ids, whose rows are prefetched (their misses overlap with this sum)."""
+    cdef Py_ssize_t j, j0 = 0, j1
+    cdef int32_t at
+    cdef const floating* rows[ROWS_PER_SUM]
+    while j0 < n_slots:
+        j1 = min(n_slots, j0 + ROWS_PER_SUM)
+        for j in range(j0, j1):
+            at = cache_pos[j * n_vocab + idx[j]]
+            rows[j - j0] = table + at * n_hidden if at >= 0 else \
+                missed + (-2 - <Py_ssize_t> at) * n_hidden
+        if next_idx != NULL:
+            for j in range(j0, j1):
+                at = cache_pos[j * n_vocab + next_idx[j]]
                 fastgrad_prefetch(table + at * n_hidden if at >= 0 else
                                   missed + (-2 - <Py_ssize_t> at) * n_hidden,
                                   n_hidden * sizeof(floating), 0)
-        memset(out, 0, n_hidden * sizeof(floating))
-        for j in range(n_slots):
-            w = idx[i * n_slots + j]
-            at = cache_pos[j * n_vocab + w]
-            if at >= 0:
-                add_row(out, table + at * n_hidden, n_hidden)
-            else:
-                add_row(out, missed + (-2 - <Py_ssize_t> at) * n_hidden, n_hidden)
-        bias_relu_row(out, b1, n_hidden)
+        if floating is float:
+            sum_rows_f(out, rows, j1 - j0, j0 == 0, n_hidden)
+        else:
+            sum_rows_d(out, rows, j1 - j0, j0 == 0, n_hidden)
+        j0 = j1
+    bias_relu_row(out, b1, n_hidden)
 
 
 def precomputed_proba(const floating[:, ::1] L, const floating[:, ::1] W,

@@ -160,6 +160,72 @@ void sum_indexed_rows_##S(T *restrict out, const T *table,                      
 FASTGRAD_SUM_INDEXED(float, f)
 FASTGRAD_SUM_INDEXED(double, d)
 
+/* out[c] = Σ_k rows[k][c] over count >= 1 rows, in order (first: from 0, i.e.
+   0 + rows[0][c] + rows[1][c] + ...; else from out[c]): the sums of precomputed
+   inference, one row per feature slot. Columns go in blocks of four 32-byte
+   vectors whose partial sums stay in registers while every row's block is added,
+   so out is stored once per block, not once per row (the same bits as adding one
+   row at a time). GCC and clang's vector types keep them in registers (a plain
+   array of partial sums was spilled to the stack on every row); elsewhere the
+   scalar loop. */
+#if defined(__GNUC__) || defined(__clang__)
+#define FASTGRAD_SUM_ROWS(T, S)                                                     \
+typedef T fastgrad_vec_##S __attribute__((vector_size(32)));                        \
+FASTGRAD_CLONES                                                                     \
+void sum_rows_##S(T *restrict out, const T *const *restrict rows, Py_ssize_t count, \
+                  int first, Py_ssize_t n) {                                        \
+    enum { V = 32 / sizeof(T) };                                                    \
+    Py_ssize_t c = 0, k, b;                                                         \
+    for (; c + V <= n; ) {                                                          \
+        int width = c + 4 * V <= n ? 4 : 1;     /* vectors in this block */         \
+        fastgrad_vec_##S acc[4], v;                                                 \
+        for (b = 0; b < 4; ++b) {                                                   \
+            if (b >= width) break;                                                  \
+            if (first) memset(&acc[b], 0, sizeof v);                                \
+            else memcpy(&acc[b], out + c + b * V, sizeof v);                        \
+        }                                                                           \
+        if (width == 4) {                                                           \
+            fastgrad_vec_##S a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];    \
+            for (k = 0; k < count; ++k) {                                           \
+                const T *r = rows[k] + c;                                           \
+                memcpy(&v, r, sizeof v); a0 += v;                                   \
+                memcpy(&v, r + V, sizeof v); a1 += v;                               \
+                memcpy(&v, r + 2 * V, sizeof v); a2 += v;                           \
+                memcpy(&v, r + 3 * V, sizeof v); a3 += v;                           \
+            }                                                                       \
+            memcpy(out + c, &a0, sizeof v);                                         \
+            memcpy(out + c + V, &a1, sizeof v);                                     \
+            memcpy(out + c + 2 * V, &a2, sizeof v);                                 \
+            memcpy(out + c + 3 * V, &a3, sizeof v);                                 \
+        } else {                                                                    \
+            fastgrad_vec_##S a0 = acc[0];                                           \
+            for (k = 0; k < count; ++k) {                                           \
+                memcpy(&v, rows[k] + c, sizeof v); a0 += v;                         \
+            }                                                                       \
+            memcpy(out + c, &a0, sizeof v);                                         \
+        }                                                                           \
+        c += width * V;                                                             \
+    }                                                                               \
+    for (; c < n; ++c) {                                                            \
+        T acc = (first ? (T)0 : out[c]) + rows[0][c];                               \
+        for (k = 1; k < count; ++k) acc += rows[k][c];                              \
+        out[c] = acc;                                                               \
+    }                                                                               \
+}
+#else
+#define FASTGRAD_SUM_ROWS(T, S)                                                     \
+void sum_rows_##S(T *restrict out, const T *const *restrict rows, Py_ssize_t count, \
+                  int first, Py_ssize_t n) {                                        \
+    for (Py_ssize_t c = 0; c < n; ++c) {                                            \
+        T acc = (first ? (T)0 : out[c]) + rows[0][c];                               \
+        for (Py_ssize_t k = 1; k < count; ++k) acc += rows[k][c];                   \
+        out[c] = acc;                                                               \
+    }                                                                               \
+}
+#endif
+FASTGRAD_SUM_ROWS(float, f)
+FASTGRAD_SUM_ROWS(double, d)
+
 /* The factored path's segment sums for slots j0 .. j1-1 (at most
    FASTGRAD_SLOTS_PER_SUM): sums[u] = Σ src[i] over the examples i whose key in
    slot j is u (pos[i * n_slots + j] = u), i ascending. A slot's keys must be

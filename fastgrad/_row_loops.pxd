@@ -24,6 +24,10 @@ cdef extern from "_row_loops.h":
                             Py_ssize_t count, Py_ssize_t n_out, Py_ssize_t n) noexcept nogil
     void sum_indexed_rows_d(double* out, const double* table, const int64_t* idx,
                             Py_ssize_t count, Py_ssize_t n_out, Py_ssize_t n) noexcept nogil
+    void sum_rows_f(float* out, const float* const* rows, Py_ssize_t count, int first,
+                    Py_ssize_t n) noexcept nogil
+    void sum_rows_d(double* out, const double* const* rows, Py_ssize_t count, int first,
+                    Py_ssize_t n) noexcept nogil
     enum: FASTGRAD_SLOTS_PER_SUM
     void sum_slots_by_example_f(float* sums, const float* src, const int64_t* pos, Py_ssize_t n,
                                 Py_ssize_t n_slots, const int64_t* slot_offsets, Py_ssize_t j0,

@@ -76,6 +76,7 @@ def _report(scores: dict) -> str:
 
 
 def run(args, log) -> int:
+    from fastgrad._files import output_file
     from fastgrad.parser import conllu
     from fastgrad.parser.model import ParserModel, train
     from fastgrad.parser.scoring import attachment_scores
@@ -93,10 +94,11 @@ def run(args, log) -> int:
         log(f"best epoch {summary['best_epoch']}: dev UAS {summary['dev']['uas']:.2f} "
             f"LAS {summary['dev']['las']:.2f}; model in {args.model}")
         return 0
-    if args.command == "parse":
+    if args.command == "parse":   # streamed: memory holds one block of the input
         model = ParserModel.load(args.model)
-        sentences = conllu.read(args.input, need_tree=False)
-        conllu.write(model.parse(sentences), args.output)
+        with output_file(args.output) as out:
+            for chunk in conllu.chunks(args.input, need_tree=False):
+                out.write(model.parse_chunk(chunk))
         return 0
     gold = conllu.read(args.gold, need_tree=True)
     if args.system is not None:

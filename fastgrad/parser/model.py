@@ -18,7 +18,7 @@ import numpy as np
 import fastgrad
 from fastgrad.parser import conllu
 from fastgrad.parser.scoring import attachment_scores
-from fastgrad.parser.transitions import Tree, make_instances, parse
+from fastgrad.parser.transitions import Tree, make_instances, parse, parse_encoded
 from fastgrad.parser.vocab import Vocabulary
 
 __all__ = ["ParserModel", "ParserModelError", "train", "read_embeddings", "to_tree",
@@ -67,18 +67,32 @@ class ParserModel:
 
     def __init__(self, p: fastgrad.Params, vocab: Vocabulary, options: dict):
         self.p, self.vocab, self.options = p, vocab, dict(options)
-        self._pre = None
+        self._pre = self._label_names = None
+
+    def _predictor(self):
+        if self._pre is None:   # cached L[v] W_j: frequent words and tags, every label
+            self._pre = fastgrad.precompute(self.p, self.vocab.rows_to_cache())
+        return self._pre.predict_proba
+
+    def parse_chunk(self, chunk) -> bytearray:
+        """A compiled CoNLL-U chunk (conllu.chunks) parsed, as the output file's bytes:
+        HEAD and DEPREL filled in, every other byte of every line as it was."""
+        columns = [TAG_COLUMNS[name] for name in self.vocab.tag_columns]
+        encoded = self.vocab.encode_chunk(chunk, columns)
+        heads, labels = parse_encoded(self._predictor(), self.vocab, *encoded).result_arrays()
+        if self._label_names is None:
+            self._label_names = [name.encode("utf-8") for name in self.vocab.labels]
+        return chunk.write_parsed(heads, labels, self._label_names)
 
     def parse(self, sentences, batch_size: int = 4096) -> list:
         """Parsed copies of conllu.Sentences: HEAD and DEPREL filled in (one root,
         a projective tree); every other column and line kept as it was."""
-        if self._pre is None:   # cached L[v] W_j: frequent words and tags, every label
-            self._pre = fastgrad.precompute(self.p, self.vocab.rows_to_cache())
+        predictor = self._predictor()
         out = []
         for start in range(0, len(sentences), batch_size):
             chunk = sentences[start:start + batch_size]
             trees = [to_tree(s, self.vocab.tag_columns) for s in chunk]
-            parses = parse(self._pre.predict_proba, trees, self.vocab)
+            parses = parse(predictor, trees, self.vocab)
             for sentence, (heads, labels) in zip(chunk, parses):
                 out.append(sentence.with_tree(heads, [self.vocab.labels[k] for k in labels]))
         return out

@@ -17,7 +17,8 @@ import numpy as np
 from fastgrad.parser.vocab import NULL, Vocabulary
 
 __all__ = ["Tree", "N_FEATURES", "State", "oracle", "features", "is_projective",
-           "gold_sequence", "Instances", "make_instances", "parse", "parse_in_python"]
+           "gold_sequence", "Instances", "make_instances", "parse", "parse_encoded",
+           "parse_in_python"]
 
 
 class Tree(NamedTuple):
@@ -188,25 +189,35 @@ def make_instances(sentences, vocab: Vocabulary) -> Instances:
     return Instances(np.array(rows, np.int32), np.array(moves, np.int32), n_used, n_skipped)
 
 
-def parse(predictor, sentences, vocab: Vocabulary, n_threads: int | None = None):
-    """Greedy parses: (heads, label indices) per sentence. predictor(idx) → scores
+def _batch(vocab: Vocabulary, word, tag, lengths):
+    from fastgrad._arc_standard import ArcStandardBatch
+
+    return ArcStandardBatch(word, tag, lengths, len(vocab.tag_columns), len(vocab.labels),
+                            vocab.word_id[NULL], vocab.tag_id[NULL], vocab.label_id[NULL],
+                            vocab.n_words + vocab.n_tags + 2)
+
+
+def parse_encoded(predictor, vocab: Vocabulary, word, tag, lengths,
+                  n_threads: int | None = None):
+    """Greedy parses of encoded sentences (vocab.encode_all's or encode_chunk's
+    arrays): the C batch after every sentence is done. predictor(idx) → scores
     (N, n_transitions); every unfinished sentence contributes one state to each
     call. The states live in C (fastgrad._arc_standard), stepped all at once."""
     from fastgrad._threads import threads_for_step
-    from fastgrad._arc_standard import ArcStandardBatch
 
-    word, tag, lengths = vocab.encode_all(sentences)
-    batch = ArcStandardBatch(word, tag, lengths, len(vocab.tag_columns), len(vocab.labels),
-                             vocab.word_id[NULL],
-                             vocab.tag_id[NULL], vocab.label_id[NULL],
-                             vocab.n_words + vocab.n_tags + 2)
+    batch = _batch(vocab, word, tag, lengths)
     threads = threads_for_step() if n_threads is None else n_threads
-    rows = np.zeros((len(sentences), vocab.n_features), np.int64)
+    rows = np.zeros((len(lengths), vocab.n_features), np.int64)
     n = batch.n_unfinished
     while n:
         batch.features(rows, threads)
         n = batch.advance(np.ascontiguousarray(predictor(rows[:n])), threads)
-    return batch.result()
+    return batch
+
+
+def parse(predictor, sentences, vocab: Vocabulary, n_threads: int | None = None):
+    """Greedy parses: (heads, label indices) per sentence (see parse_encoded)."""
+    return parse_encoded(predictor, vocab, *vocab.encode_all(sentences), n_threads).result()
 
 
 def parse_in_python(predictor, sentences, vocab: Vocabulary):

@@ -91,6 +91,32 @@ class Vocabulary:
         lengths = np.fromiter(map(len, (s.words for s in sentences)), np.int32, len(sentences))
         return word, tag, lengths
 
+    def _byte_ids(self):
+        """The word ids and each tag column's ids keyed by the values' UTF-8 bytes, as
+        a compiled chunk looks them up (the same mapping as encode_all's: a further
+        column's values carry its name as a prefix here)."""
+        if getattr(self, "_bytes", None) is None:
+            words = {w.encode("utf-8"): i for w, i in self.word_id.items()}
+            columns = [{t.encode("utf-8"): i for t, i in self.tag_id.items()}]
+            for name in self.tag_columns[1:]:
+                prefix = name + "="
+                columns.append({t[len(prefix):].encode("utf-8"): i
+                                for t, i in self.tag_id.items() if t.startswith(prefix)})
+            self._bytes = (words, columns)
+        return self._bytes
+
+    def encode_chunk(self, chunk, columns):
+        """encode_all's arrays for the sentences of a compiled CoNLL-U chunk, straight
+        from its bytes; columns: the CoNLL-U column of each tag column."""
+        words, tag_ids = self._byte_ids()
+        k, n = len(self.tag_columns), chunk.n_words + chunk.n_sentences
+        word = np.empty(n, np.int32)
+        chunk.encode(1, words, self.word_id[UNK], self.word_id[ROOT], word)   # FORM
+        tag = np.empty(n * k, np.int32)
+        for c, (column, ids) in enumerate(zip(columns, tag_ids)):
+            chunk.encode(column, ids, self.tag_id[UNK], self.tag_id[ROOT], tag, k, c)
+        return word, tag, chunk.lengths
+
     def rows_to_cache(self, top_words: int = 1000, top_tags: int = 256) -> list[np.ndarray]:
         """Per feature slot, the rows a parser caches: the top_words most frequent
         words, the top_tags most frequent tags (every UPOS tag; FEATS columns have
