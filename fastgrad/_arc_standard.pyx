@@ -23,7 +23,7 @@ sorted lists.
 
 cimport cython
 from cython.parallel cimport prange
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from fastgrad._blas cimport floating
 
 cdef enum:
     NONE = -1
+    MAX_FEATURES = 256   # a state's features are built on the stack
 
 
 cdef class ArcStandardBatch:
@@ -198,6 +199,105 @@ cdef class ArcStandardBatch:
         self.head[base + dep] = h
         self.stack[base + d - 2] = h
         self.depth[i] = d - 1
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def static_oracle(self, const int32_t[::1] gold_head, const int32_t[::1] gold_label,
+                      const int64_t[::1] first_row, int32_t[:, ::1] out_idx,
+                      int32_t[::1] out_y, int n_threads=1):
+        """Training instances: every sentence i with first_row[i] >= 0 is run through
+        the static oracle from its first state to its last, row first_row[i] + k of
+        out_idx getting the features of its k-th state and out_y its oracle move (2n
+        states for n words); the others are left alone. Parallel over sentences.
+
+        IN gold_head, gold_label: per position (as word's layout; ROOT's entries
+        unused) the gold head (0 = ROOT, 1..n) and label index of each word; the
+        sentences run must be projective (else an oracle move is illegal).
+        Returns the sentences whose derivation stopped on an illegal move (empty)."""
+        cdef Py_ssize_t i, n_sent = self.length.shape[0]
+        cdef int32_t[::1] pending = np.zeros(self.head.shape[0], np.int32)
+        cdef uint8_t[::1] failed = np.zeros(n_sent, np.uint8)
+        if gold_head.shape[0] != self.head.shape[0] or gold_label.shape[0] != self.head.shape[0] \
+                or first_row.shape[0] != n_sent or out_idx.shape[1] != self.n_features:
+            raise ValueError("gold arrays, first_row or out_idx do not fit the batch")
+        if self.n_features > MAX_FEATURES:
+            raise ValueError(f"at most {MAX_FEATURES} features")
+        for i in range(n_sent):
+            if first_row[i] >= 0 and (first_row[i] + 2 * self.length[i] > out_idx.shape[0]
+                                      or first_row[i] + 2 * self.length[i] > out_y.shape[0]):
+                raise ValueError(f"sentence {i}'s rows do not fit in out_idx and out_y")
+        with nogil:
+            for i in prange(n_sent, num_threads=n_threads, schedule='dynamic'):
+                if first_row[i] >= 0:
+                    failed[i] = not self._derive(i, &gold_head[0], &gold_label[0],
+                                                 &pending[0], &out_idx[first_row[i], 0],
+                                                 &out_y[first_row[i]])
+        return np.flatnonzero(np.asarray(failed))
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def projective(self, const int32_t[::1] gold_head):
+        """Per sentence, whether no two of its gold arcs cross (the root's arc from
+        position 0 included; transitions.is_projective's test)."""
+        cdef Py_ssize_t i, n_sent = self.length.shape[0]
+        cdef int32_t base, n, d, e, a, b, c, f
+        cdef bint ok
+        out = np.ones(n_sent, np.uint8)
+        cdef uint8_t[::1] result = out
+        if gold_head.shape[0] != self.head.shape[0]:
+            raise ValueError("gold_head does not fit the batch")
+        with nogil:
+            for i in range(n_sent):
+                base, n, ok = self.start[i], self.length[i], True
+                for d in range(1, n + 1):
+                    a = min(d, gold_head[base + d])
+                    b = max(d, gold_head[base + d])
+                    for e in range(1, n + 1):
+                        c = min(e, gold_head[base + e])
+                        f = max(e, gold_head[base + e])
+                        if a < c < b < f:
+                            ok = False
+                            break
+                    if not ok:
+                        break
+                result[i] = ok
+        return out.view(bool)
+
+    cdef bint _derive(self, int32_t i, const int32_t* gold_head, const int32_t* gold_label,
+                      int32_t* pending, int32_t* rows, int32_t* moves) noexcept nogil:
+        """Sentence i's static-oracle derivation (transitions.oracle's rules: LEFT when
+        s2's gold head is s1; RIGHT when s1's is s2 and s1 has all its children; else
+        SHIFT), features and moves written row by row; False on an illegal move."""
+        cdef int32_t base = self.start[i], n = self.length[i], k, d, s1, s2, t
+        cdef int64_t row[MAX_FEATURES]
+        cdef Py_ssize_t f, step = 0
+        for k in range(1, n + 1):
+            pending[base + gold_head[base + k]] += 1
+        while self.next_word[i] <= n or self.depth[i] > 1:
+            self._features(i, row)
+            for f in range(self.n_features):
+                rows[step * self.n_features + f] = <int32_t> row[f]
+            d = self.depth[i]
+            t = 0
+            if d >= 2:
+                s1 = self.stack[base + d - 1]
+                s2 = self.stack[base + d - 2]
+                if s2 != 0 and gold_head[base + s2] == s1:
+                    t = 1 + gold_label[base + s2]
+                elif gold_head[base + s1] == s2 and pending[base + s1] == 0:
+                    t = 1 + self.n_labels + gold_label[base + s1]
+            if t == 0 and self.next_word[i] > n:
+                return False            # SHIFT on an empty buffer: not projective
+            if t > self.n_labels and d == 2 and self.next_word[i] <= n:
+                return False            # RIGHT-ARC to ROOT before the end
+            moves[step] = t
+            if t != 0:
+                pending[base + (s1 if t <= self.n_labels else s2)] -= 1
+            self._apply(i, t)
+            step += 1
+            if step > 2 * n:
+                return False
+        return True
 
     def result_arrays(self):
         """(heads, label indices) of every sentence's words 1..n, one after another

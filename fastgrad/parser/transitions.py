@@ -17,7 +17,7 @@ import numpy as np
 from fastgrad.parser.vocab import NULL, Vocabulary
 
 __all__ = ["Tree", "N_FEATURES", "State", "oracle", "features", "is_projective",
-           "gold_sequence", "Instances", "make_instances", "parse", "parse_encoded",
+           "gold_sequence", "Instances", "make_instances", "make_instances_in_python", "parse", "parse_encoded",
            "parse_in_python"]
 
 
@@ -176,7 +176,39 @@ def gold_sequence(sentence: Tree, vocab: Vocabulary):
     return rows, moves, state
 
 
-def make_instances(sentences, vocab: Vocabulary) -> Instances:
+def make_instances(sentences, vocab: Vocabulary, n_threads: int | None = None) -> Instances:
+    """The static oracle's states of every projective sentence, their features and
+    moves, in sentence order (non-projective ones skipped and counted): built by
+    the C transition system (fastgrad._arc_standard), parallel over sentences;
+    make_instances_in_python is its readable twin, equal row for row."""
+    from fastgrad._threads import threads_for_step
+
+    word, tag, lengths = vocab.encode_all(sentences)
+    heads = np.zeros(len(word), np.int32)
+    labels = np.zeros(len(word), np.int32)
+    at, index = 0, vocab.label_index
+    for s in sentences:
+        n = len(s.words)
+        heads[at + 1:at + 1 + n] = s.heads
+        labels[at + 1:at + 1 + n] = [index.get(lab, 0) for lab in s.labels]
+        at += n + 1
+    batch = _batch(vocab, word, tag, lengths)
+    projective = batch.projective(heads)
+    states = np.where(projective, 2 * lengths, 0)
+    first_row = np.where(projective, np.cumsum(states) - states, -1).astype(np.int64)
+    total = int(states.sum())
+    idx = np.empty((total, vocab.n_features), np.int32)
+    y = np.empty(total, np.int32)
+    failed = batch.static_oracle(
+        heads, labels, first_row, idx, y, threads_for_step() if n_threads is None else n_threads)
+    if len(failed):   # is_projective said yes: cannot happen
+        raise RuntimeError(f"the static oracle failed on sentence {failed[0]}")
+    n_used = int(projective.sum())
+    return Instances(idx, y, n_used, len(sentences) - n_used)
+
+
+def make_instances_in_python(sentences, vocab: Vocabulary) -> Instances:
+    """make_instances, one State object per sentence (the readable twin)."""
     rows, moves, n_used, n_skipped = [], [], 0, 0
     for sentence in sentences:
         if not is_projective(sentence.heads):
