@@ -38,6 +38,9 @@ def _train_parser(sub) -> None:
     t.add_argument("--tag-columns", type=tag_columns, default=None, metavar="COLUMNS",
                    help="comma-separated tag columns for the tag features, from upos,xpos,feats "
                         "(default: upos, and xpos and feats where most training words have them)")
+    t.add_argument("--threads", type=positive_int, default=None,
+                   help="the kernels' threads for the whole run (default: the usable cores); "
+                        "fixed, so that the same command and --seed give the same model")
     t.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -76,20 +79,22 @@ def _report(scores: dict) -> str:
 
 
 def run(args, log) -> int:
-    from fastgrad._files import output_file
+    from fastgrad._files import output_file, same_file
     from fastgrad.parser import conllu
-    from fastgrad.parser.model import ParserModel, train
+    from fastgrad.parser.model import ParserModel, ParserModelError, train
     from fastgrad.parser.scoring import attachment_scores
 
     if args.command == "train":
-        train_sentences = conllu.read(args.train, need_tree=True)
-        dev_sentences = conllu.read(args.dev, need_tree=True)
-        summary = train(train_sentences, dev_sentences, args.model, epochs=args.epochs,
+        for data in (args.train, args.dev):
+            if same_file(args.model, data):
+                raise ParserModelError(f"--model {args.model} is the treebank {data}: "
+                                       "training would overwrite it")
+        summary = train(args.train, args.dev, args.model, epochs=args.epochs,
                         hidden=args.hidden, embed_dim=args.embed_dim, optimizer=args.optimizer,
                         lr=args.lr, batch_size=args.batch_size, dropout=args.dropout,
                         l2=args.l2, seed=args.seed, min_count=args.min_count,
                         embeddings=args.embeddings, patience=args.patience,
-                        tag_columns=args.tag_columns,
+                        tag_columns=args.tag_columns, threads=args.threads,
                         log=(lambda _: None) if args.quiet else log)
         log(f"best epoch {summary['best_epoch']}: dev UAS {summary['dev']['uas']:.2f} "
             f"LAS {summary['dev']['las']:.2f}; model in {args.model}")

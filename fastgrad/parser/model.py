@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 import fastgrad
 from fastgrad.parser import conllu
-from fastgrad.parser.scoring import attachment_scores
+from fastgrad.parser.scoring import score_arrays
 from fastgrad.parser.transitions import Tree, make_instances, parse, parse_encoded
 from fastgrad.parser.vocab import Vocabulary
 
@@ -51,15 +51,70 @@ def to_tree(sentence: conllu.Sentence, tag_columns=("upos",)) -> Tree:
     return Tree(sentence.forms, columns[0], sentence.heads, sentence.deprels, extra)
 
 
+class Treebank(NamedTuple):
+    """A gold CoNLL-U file as columns over all its words (what training and its dev
+    scores read): words of sentence k are lengths[:k].sum() onwards."""
+
+    columns: dict          # FORM, UPOS, XPOS, FEATS, DEPREL (conllu's numbers): lists of str
+    heads: np.ndarray      # int32
+    lengths: np.ndarray    # int32, words per sentence
+
+    @classmethod
+    def read(cls, source) -> "Treebank":
+        """From a path ("-": standard input; read by the compiled reader, with no
+        Sentence objects) or a list of conllu.Sentences."""
+        names = (conllu.FORM, conllu.UPOS, conllu.XPOS, conllu.FEATS, conllu.DEPREL)
+        if isinstance(source, (str, bytes, os.PathLike)):
+            chunks = list(conllu.chunks(source, need_tree=True))
+            return cls({c: [v for chunk in chunks for v in chunk.column(c)] for c in names},
+                       np.concatenate([chunk.heads for chunk in chunks]).astype(np.int32),
+                       np.concatenate([chunk.lengths for chunk in chunks]).astype(np.int32))
+        words = [w for s in source for w in s.words]
+        return cls({c: [w[c] for w in words] for c in names},
+                   np.array([h for s in source for h in s.heads], np.int32),
+                   np.array([len(s) for s in source], np.int32))
+
+    def trees(self, tag_columns) -> list:
+        """One transitions.Tree per sentence (to_tree's)."""
+        tags = [self.columns[TAG_COLUMNS[name]] for name in tag_columns]
+        tags[1:] = [[f"{name}={v}" for v in values]
+                    for name, values in zip(tag_columns[1:], tags[1:])]
+        forms, rels, heads = self.columns[conllu.FORM], self.columns[conllu.DEPREL], \
+            self.heads.tolist()
+        out, at = [], 0
+        for n in self.lengths.tolist():
+            b = at + n
+            out.append(Tree(forms[at:b], tags[0][at:b], heads[at:b], rels[at:b],
+                            tuple(column[at:b] for column in tags[1:])))
+            at = b
+        return out
+
+
 def available_tag_columns(sentences) -> list:
-    """UPOS, and XPOS and FEATS where most words of the sentences have them (not '_')."""
-    words = [w for s in sentences for w in s.words]
+    """UPOS, and XPOS and FEATS where most words of the sentences (a Treebank or
+    conllu.Sentences) have them (not '_')."""
+    bank = sentences if isinstance(sentences, Treebank) else Treebank.read(sentences)
     chosen = ["upos"]
     for name in ("xpos", "feats"):
-        given = sum(w[TAG_COLUMNS[name]] != "_" for w in words)
-        if given > len(words) // 2:
+        given = sum(v != "_" for v in bank.columns[TAG_COLUMNS[name]])
+        if given > len(bank.heads) // 2:
             chosen.append(name)
     return chosen
+
+
+class _DevScorer:
+    """The dev set encoded once; scores of a model's greedy parses (score_arrays)."""
+
+    def __init__(self, bank: Treebank, vocab: Vocabulary):
+        self.bank, self.vocab = bank, vocab
+        self.encoded = vocab.encode_all(bank.trees(vocab.tag_columns))
+
+    def __call__(self, predictor) -> dict:
+        heads, labels = parse_encoded(predictor, self.vocab, *self.encoded).result_arrays()
+        names = self.vocab.labels
+        return score_arrays(self.bank.heads, self.bank.columns[conllu.DEPREL],
+                            self.bank.columns[conllu.UPOS], heads,
+                            [names[k] for k in labels.tolist()])
 
 
 class ParserModel:
@@ -69,9 +124,13 @@ class ParserModel:
         self.p, self.vocab, self.options = p, vocab, dict(options)
         self._pre = self._label_names = None
 
-    def _predictor(self):
+    def _predictor(self, refresh: bool = False):
+        """Precomputed inference's predict_proba (refresh: the cache multiplied again
+        from the parameters' current values, in place)."""
         if self._pre is None:   # cached L[v] W_j: frequent words and tags, every label
             self._pre = fastgrad.precompute(self.p, self.vocab.rows_to_cache())
+        elif refresh:
+            self._pre.refresh()
         return self._pre.predict_proba
 
     def parse_chunk(self, chunk) -> bytearray:
@@ -183,18 +242,26 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
           hidden: int = 200, embed_dim: int = 50, optimizer: str = "adagrad",
           lr: float | None = None, batch_size: int = 256, dropout: float = 0.5,
           l2: float = 1e-8, seed: int = 0, min_count: int = 2, embeddings=None,
-          patience: int | None = 5, tag_columns=None,
+          patience: int | None = 5, tag_columns=None, threads: int | None = None,
           log: Callable[[str], None] = print) -> dict:
-    """Train on conllu.Sentences, keeping (saving to model_path) the epoch with the best
-    dev LAS; returns a summary (best epoch, its dev scores, states/s, history).
+    """Train on a gold CoNLL-U file (a path, or a list of conllu.Sentences; so the
+    dev set), keeping (saving to model_path) the epoch with the best dev LAS;
+    returns a summary (best epoch, its dev scores, states/s, history).
 
     tag_columns: which of "upos", "xpos", "feats" feed tag features (18 slots each);
-    None: UPOS, and XPOS and FEATS where most training words have them."""
+    None: UPOS, and XPOS and FEATS where most training words have them.
+    threads: the kernels' thread count for the whole run (default: the usable
+    cores), fixed so that the same command and seed give the same model."""
+    from fastgrad import _threads
+
+    started = time.perf_counter()
+    threads = _threads.usable_cores() if threads is None else threads
+    train_bank, dev_bank = Treebank.read(train_sentences), Treebank.read(dev_sentences)
     if tag_columns is None:
-        tag_columns = available_tag_columns(train_sentences)
-    trees = [to_tree(s, tag_columns) for s in train_sentences]
+        tag_columns = available_tag_columns(train_bank)
+    trees = train_bank.trees(tag_columns)
     vocab = Vocabulary(trees, min_count=min_count, tag_columns=tag_columns)
-    data = make_instances(trees, vocab)
+    data = make_instances(trees, vocab, n_threads=threads)
     if len(data.y) == 0:
         raise ValueError("no training sentence is projective: the arc-standard oracle has "
                          "nothing to learn from")
@@ -206,32 +273,40 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
                "dropout": dropout, "l2": l2, "seed": seed, "min_count": min_count,
                "embeddings": None if embeddings is None else os.fspath(embeddings),
                "tag_columns": list(tag_columns)}
+    dev_score = _DevScorer(dev_bank, vocab)
     log(f"training: {len(trees)} sentences ({data.n_skipped} non-projective, skipped), "
         f"{len(data.y)} states; vocabulary {vocab.n_words} words, {vocab.n_tags} tags, "
         f"{len(vocab.labels)} labels; tag features from {', '.join(tag_columns)}"
-        + (f"; {found} words from {embeddings}" if embeddings is not None else ""))
+        + (f"; {found} words from {embeddings}" if embeddings is not None else "")
+        + f"; {threads} thread{'s' if threads > 1 else ''}; "
+        f"ready in {time.perf_counter() - started:.1f} s")
     best: dict = {"las": -1.0}
     history = []
-    for epoch in range(1, epochs + 1):
-        stats = fastgrad.fit(p, data.idx, data.y, opt, epochs=1, batch_size=batch_size,
-                             dropout=dropout, l2=l2, shuffle_seed=seed * 100_003 + epoch)[0]
-        t0 = time.perf_counter()
-        model = ParserModel(p, vocab, options)
-        scores = attachment_scores(dev_sentences, model.parse(dev_sentences),
-                                   system_name="dev")
-        parse_seconds = time.perf_counter() - t0
-        improved = scores["las"] > best["las"]
-        if improved:
-            model.save(model_path)
-            best = {"epoch": epoch, **scores}
-        history.append({"epoch": epoch, "loss": stats.loss, "states_per_s": stats.examples_per_s,
-                        "dev_uas": scores["uas"], "dev_las": scores["las"]})
-        log(f"epoch {epoch}: loss {stats.loss:.4f}, {stats.examples_per_s:,.0f} states/s; "
-            f"dev UAS {scores['uas']:.2f} LAS {scores['las']:.2f} "
-            f"({scores['words'] / parse_seconds:,.0f} words/s parsed)"
-            + (f"; saved to {model_path}" if improved else ""))
-        if patience is not None and epoch - best["epoch"] >= patience:
-            log(f"no better dev LAS for {patience} epochs: stopping")
-            break
+    model = ParserModel(p, vocab, options)
+    previous = _threads._user_threads
+    fastgrad.set_num_threads(threads)
+    try:
+        for epoch in range(1, epochs + 1):
+            stats = fastgrad.fit(p, data.idx, data.y, opt, epochs=1, batch_size=batch_size,
+                                 dropout=dropout, l2=l2, shuffle_seed=seed * 100_003 + epoch)[0]
+            t0 = time.perf_counter()
+            scores = dev_score(model._predictor(refresh=True))
+            parse_seconds = time.perf_counter() - t0
+            improved = scores["las"] > best["las"]
+            if improved:
+                model.save(model_path)
+                best = {"epoch": epoch, **scores}
+            history.append({"epoch": epoch, "loss": stats.loss,
+                            "states_per_s": stats.examples_per_s,
+                            "dev_uas": scores["uas"], "dev_las": scores["las"]})
+            log(f"epoch {epoch}: loss {stats.loss:.4f}, {stats.examples_per_s:,.0f} states/s; "
+                f"dev UAS {scores['uas']:.2f} LAS {scores['las']:.2f} "
+                f"({scores['words'] / parse_seconds:,.0f} words/s parsed)"
+                + (f"; saved to {model_path}" if improved else ""))
+            if patience is not None and epoch - best["epoch"] >= patience:
+                log(f"no better dev LAS for {patience} epochs: stopping")
+                break
+    finally:
+        fastgrad.set_num_threads(previous)
     return {"best_epoch": best["epoch"], "dev": {k: v for k, v in best.items() if k != "epoch"},
             "history": history}

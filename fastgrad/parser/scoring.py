@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from fastgrad.parser.conllu import CoNLLUError
 
-__all__ = ["attachment_scores", "score_words", "universal"]
+__all__ = ["attachment_scores", "score_arrays", "score_words", "universal"]
 
 PUNCT = "PUNCT"
 
@@ -47,6 +47,25 @@ def score_words(sentences) -> dict:
         n = max(counts["words" + suffix], 1)
         for metric in ("uas", "las", "las_full"):
             scores[metric + suffix] = 100.0 * counts[metric + suffix] / n
+    return scores
+
+
+def score_arrays(gold_heads, gold_rels, gold_upos, heads, rels) -> dict:
+    """score_words over all words at once: heads as integer arrays, relations and
+    UPOS as sequences of str (the training loop's dev scores; the same numbers)."""
+    import numpy as np
+
+    head = np.asarray(gold_heads) == np.asarray(heads)
+    gold_rels, rels = np.array(gold_rels, object), np.array(rels, object)
+    full = head & (gold_rels == rels)
+    labelled = head & (np.array([universal(r) for r in gold_rels], object)
+                       == np.array([universal(r) for r in rels], object))
+    kept = np.array([tag != PUNCT for tag in gold_upos], bool)
+    scores: dict = {"words": len(head), "words_no_punct": int(kept.sum())}
+    for suffix, mask in (("", slice(None)), ("_no_punct", kept)):
+        n = max(len(head[mask]), 1)
+        for metric, hits in (("uas", head), ("las", labelled), ("las_full", full)):
+            scores[metric + suffix] = 100.0 * int(hits[mask].sum()) / n
     return scores
 
 
