@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from fastgrad._cli_types import positive_int
@@ -78,7 +79,27 @@ def _report(scores: dict) -> str:
     return "\n".join(lines)
 
 
-def run(args, log) -> int:
+# Launchers' variables for the size of the whole job: MPICH's hydra, Open MPI, MVAPICH.
+_WORLD_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def launcher_comm():
+    """MPI.COMM_WORLD when an MPI launcher started this process as one of several
+    (mpiexec -n N fastgrad parser train ...), else None (a plain run: no mpi4py import)."""
+    size = max((int(os.environ[v]) for v in _WORLD_SIZE_VARIABLES
+                if os.environ.get(v, "").isdigit()), default=1)
+    if size <= 1:
+        return None
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise RuntimeError(f"started by an MPI launcher as one of {size} processes, but "
+                           "mpi4py is not installed (pip install 'fastgrad[mpi]'); every "
+                           "process would train alone and write the same model") from None
+    return MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None
+
+
+def run(args, log, comm=None) -> int:
     from fastgrad._files import output_file, same_file
     from fastgrad.parser import conllu
     from fastgrad.parser.model import ParserModel, ParserModelError, train
@@ -94,10 +115,11 @@ def run(args, log) -> int:
                         lr=args.lr, batch_size=args.batch_size, dropout=args.dropout,
                         l2=args.l2, seed=args.seed, min_count=args.min_count,
                         embeddings=args.embeddings, patience=args.patience,
-                        tag_columns=args.tag_columns, threads=args.threads,
+                        tag_columns=args.tag_columns, threads=args.threads, comm=comm,
                         log=(lambda _: None) if args.quiet else log)
-        log(f"best epoch {summary['best_epoch']}: dev UAS {summary['dev']['uas']:.2f} "
-            f"LAS {summary['dev']['las']:.2f}; model in {args.model}")
+        if comm is None or comm.Get_rank() == 0:
+                log(f"best epoch {summary['best_epoch']}: dev UAS {summary['dev']['uas']:.2f} "
+                f"LAS {summary['dev']['las']:.2f}; model in {args.model}")
         return 0
     if args.command == "parse":   # streamed: memory holds one block of the input
         model = ParserModel.load(args.model)
@@ -139,13 +161,31 @@ def main(argv=None) -> int:
     from fastgrad import ModelFileError
     from fastgrad.parser.conllu import CoNLLUError
     from fastgrad.parser.model import ParserModelError
+    prefix, comm = f"fastgrad parser {args.command}", None
     try:
-        return run(args, log)
+        if args.command == "train":
+            comm = launcher_comm()
+            if comm is not None:
+                prefix += f" (rank {comm.Get_rank()})"
+        return run(args, log, comm)
     except (CoNLLUError, ModelFileError, ParserModelError) as e:
-        print(f"fastgrad parser {args.command}: error: {e}", file=sys.stderr)
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        print(f"fastgrad parser {args.command}: error: {e.filename}: {e.strerror}",
-              file=sys.stderr)
-    except ValueError as e:   # embeddings file, a training set with nothing to learn
-        print(f"fastgrad parser {args.command}: error: {e}", file=sys.stderr)
+        print(f"{prefix}: error: {e}", file=sys.stderr)
+    except OSError as e:   # a file that cannot be read or written
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{prefix}: error: {where}{e.strerror or e}", file=sys.stderr)
+    except (ValueError, RuntimeError) as e:   # embeddings file, nothing to learn, no mpi4py
+        print(f"{prefix}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        kept = f"; the best model so far is in {args.model}" if args.command == "train" else ""
+        print(f"{prefix}: interrupted{kept}", file=sys.stderr)
+        if comm is not None:
+            comm.Abort(130)
+        return 130
+    except BaseException:
+        if comm is not None:   # a rank that dies must end the job, not leave the others waiting
+            import traceback
+            traceback.print_exc()
+            sys.stderr.flush()
+            comm.Abort(1)
+        raise
     return 1

@@ -102,6 +102,51 @@ def available_tag_columns(sentences) -> list:
     return chosen
 
 
+def _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim, hidden,
+             seed, embeddings, optimizer, lr, threads, comm):
+    """What train needs before its first epoch (the same on every rank)."""
+    from fastgrad import _threads
+
+    if threads is None:
+        threads = max(1, _threads.usable_cores() // (1 if comm is None
+                                                     else _threads.local_processes()))
+    train_bank, dev_bank = Treebank.read(train_sentences), Treebank.read(dev_sentences)
+    if tag_columns is None:
+        tag_columns = available_tag_columns(train_bank)
+    trees = train_bank.trees(tag_columns)
+    vocab = Vocabulary(trees, min_count=min_count, tag_columns=tag_columns)
+    data = make_instances(trees, vocab, n_threads=threads)
+    if len(data.y) == 0:
+        raise ValueError("no training sentence is projective: the arc-standard oracle has "
+                         "nothing to learn from")
+    p = init_like_paper(vocab, embed_dim, hidden, seed)
+    found = read_embeddings(embeddings, vocab, p.L) if embeddings is not None else None
+    opt = make_optimizer(optimizer, p, lr)
+    return vocab, data, p, opt, found, _DevScorer(dev_bank, vocab), threads, tag_columns
+
+
+def _evaluate_and_save(model, dev_score, best, model_path, comm):
+    """The dev scores and whether they beat the best so far (then the model is saved);
+    under MPI rank 0 does both and tells every rank, failures included."""
+    scores = improved = error = None
+    if comm is None or comm.Get_rank() == 0:
+        try:
+            scores = dev_score(model._predictor(refresh=True))
+            improved = scores["las"] > best["las"]
+            if improved:
+                model.save(model_path)
+        except (OSError, ValueError) as err:
+            if comm is None:
+                raise
+            error = err
+    if comm is not None:
+        from fastgrad import distributed as fd
+
+        fd._agree(comm, error, None)
+        scores, improved = comm.bcast((scores, improved), root=0)
+    return scores, improved
+
+
 class _DevScorer:
     """The dev set encoded once; scores of a model's greedy parses (score_arrays)."""
 
@@ -243,7 +288,7 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
           lr: float | None = None, batch_size: int = 256, dropout: float = 0.5,
           l2: float = 1e-8, seed: int = 0, min_count: int = 2, embeddings=None,
           patience: int | None = 5, tag_columns=None, threads: int | None = None,
-          log: Callable[[str], None] = print) -> dict:
+          comm=None, log: Callable[[str], None] = print) -> dict:
     """Train on a gold CoNLL-U file (a path, or a list of conllu.Sentences; so the
     dev set), keeping (saving to model_path) the epoch with the best dev LAS;
     returns a summary (best epoch, its dev scores, states/s, history).
@@ -251,34 +296,42 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
     tag_columns: which of "upos", "xpos", "feats" feed tag features (18 slots each);
     None: UPOS, and XPOS and FEATS where most training words have them.
     threads: the kernels' thread count for the whole run (default: the usable
-    cores), fixed so that the same command and seed give the same model."""
+    cores, shared among the ranks a launcher started on this host), fixed so that
+    the same command and seed give the same model.
+    comm: an mpi4py communicator: data-parallel training (fastgrad.fit's comm), every
+    global batch sharded by rank; every rank reads the files and builds the same
+    vocabulary and instances; rank 0 alone logs, parses the dev set and writes the
+    model, and every rank takes its early-stopping decision from rank 0's scores."""
     from fastgrad import _threads
 
     started = time.perf_counter()
-    threads = _threads.usable_cores() if threads is None else threads
-    train_bank, dev_bank = Treebank.read(train_sentences), Treebank.read(dev_sentences)
-    if tag_columns is None:
-        tag_columns = available_tag_columns(train_bank)
-    trees = train_bank.trees(tag_columns)
-    vocab = Vocabulary(trees, min_count=min_count, tag_columns=tag_columns)
-    data = make_instances(trees, vocab, n_threads=threads)
-    if len(data.y) == 0:
-        raise ValueError("no training sentence is projective: the arc-standard oracle has "
-                         "nothing to learn from")
-    p = init_like_paper(vocab, embed_dim, hidden, seed)
-    found = read_embeddings(embeddings, vocab, p.L) if embeddings is not None else None
-    opt = make_optimizer(optimizer, p, lr)
+    rank = 0 if comm is None else comm.Get_rank()
+    if rank != 0:
+        log = lambda _: None   # noqa: E731 (rank 0 alone reports)
+    error, setup = None, None
+    try:   # every rank builds the same vocabulary and instances from the same files
+        setup = _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim,
+                         hidden, seed, embeddings, optimizer, lr, threads, comm)
+    except (OSError, ValueError) as err:
+        if comm is None:
+            raise
+        error = err
+    if comm is not None:   # a rank that failed fails every rank, before any other collective
+        from fastgrad import distributed as fd
+        fd._agree(comm, error, None)
+    vocab, data, p, opt, found, dev_score, threads, tag_columns = setup
     options = {"epochs": epochs, "hidden": hidden, "embed_dim": embed_dim,
                "optimizer": optimizer, "lr": opt.lr, "batch_size": batch_size,
                "dropout": dropout, "l2": l2, "seed": seed, "min_count": min_count,
                "embeddings": None if embeddings is None else os.fspath(embeddings),
                "tag_columns": list(tag_columns)}
-    dev_score = _DevScorer(dev_bank, vocab)
-    log(f"training: {len(trees)} sentences ({data.n_skipped} non-projective, skipped), "
-        f"{len(data.y)} states; vocabulary {vocab.n_words} words, {vocab.n_tags} tags, "
-        f"{len(vocab.labels)} labels; tag features from {', '.join(tag_columns)}"
+    ranks = "" if comm is None else f" on each of {comm.Get_size()} MPI ranks"
+    log(f"training: {data.n_sentences + data.n_skipped} sentences ({data.n_skipped} "
+        f"non-projective, skipped), {len(data.y)} states; vocabulary {vocab.n_words} words, "
+        f"{vocab.n_tags} tags, {len(vocab.labels)} labels; tag features from "
+        f"{', '.join(tag_columns)}"
         + (f"; {found} words from {embeddings}" if embeddings is not None else "")
-        + f"; {threads} thread{'s' if threads > 1 else ''}; "
+        + f"; {threads} thread{'s' if threads > 1 else ''}{ranks}; "
         f"ready in {time.perf_counter() - started:.1f} s")
     best: dict = {"las": -1.0}
     history = []
@@ -288,13 +341,12 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
     try:
         for epoch in range(1, epochs + 1):
             stats = fastgrad.fit(p, data.idx, data.y, opt, epochs=1, batch_size=batch_size,
-                                 dropout=dropout, l2=l2, shuffle_seed=seed * 100_003 + epoch)[0]
+                                 dropout=dropout, l2=l2, shuffle_seed=seed * 100_003 + epoch,
+                                 comm=comm)[0]
             t0 = time.perf_counter()
-            scores = dev_score(model._predictor(refresh=True))
+            scores, improved = _evaluate_and_save(model, dev_score, best, model_path, comm)
             parse_seconds = time.perf_counter() - t0
-            improved = scores["las"] > best["las"]
             if improved:
-                model.save(model_path)
                 best = {"epoch": epoch, **scores}
             history.append({"epoch": epoch, "loss": stats.loss,
                             "states_per_s": stats.examples_per_s,
