@@ -148,3 +148,35 @@ def test_c_transition_system_matches_the_python_twin(n_columns):
     assert c == transitions.parse_in_python(predictor, sentences, vocab)
     for heads, labels in c:                                   # a tree with one root
         assert heads.count(0) == 1 and all(0 <= k < len(vocab.labels) for k in labels)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_c_oracle_equals_the_python_twin_on_every_treebank_state(splits, threads):
+    sentences = splits["train"] + splits["dev"] + [CROSSING, JOHN]
+    vocab = P.Vocabulary(splits["train"])
+    c = transitions.make_instances(sentences, vocab, n_threads=threads)
+    py = transitions.make_instances_in_python(sentences, vocab)
+    assert c.idx.shape == py.idx.shape and c.idx.shape[0] > 50_000
+    assert np.array_equal(c.idx, py.idx) and np.array_equal(c.y, py.y)
+    assert (c.n_sentences, c.n_skipped) == (py.n_sentences, py.n_skipped) and c.n_skipped > 0
+
+
+def test_c_projectivity_equals_the_twin_on_random_trees():
+    from fastgrad.parser.vocab import Vocabulary
+    rng = np.random.default_rng(0)
+    trees = []
+    for _ in range(300):
+        n = int(rng.integers(1, 9))
+        heads = [0] * n
+        order = rng.permutation(n) + 1   # a random tree: each word attached to an earlier one
+        for k in range(1, n):
+            heads[order[k] - 1] = int(order[rng.integers(0, k)])
+        trees.append(P.Tree(["w"] * n, ["X"] * n, heads, ["dep"] * n))
+    vocab = Vocabulary(trees, min_count=1)
+    batch = transitions._batch(vocab, *vocab.encode_all(trees))
+    gold = np.zeros(sum(len(t.words) + 1 for t in trees), np.int32)
+    at = 0
+    for t in trees:
+        gold[at + 1:at + 1 + len(t.words)] = t.heads
+        at += len(t.words) + 1
+    assert batch.projective(gold).tolist() == [P.is_projective(t.heads) for t in trees]

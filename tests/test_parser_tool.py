@@ -249,3 +249,110 @@ def test_xpos_and_feats_feed_tag_features_when_the_file_has_them(tmp_path):
     loaded = ParserModel.load(model)
     assert loaded.vocab.tag_columns == ["upos", "feats"] and loaded.vocab.n_features == 66
     assert len(loaded.parse(sentences)) == 1
+
+
+def test_outputs_write_through_links_fifos_and_devices(trained, tmp_path):
+    import stat
+    import threading
+    _, model_path, dev = trained
+    target = tmp_path / "target.conllu"
+    target.write_text("old", encoding="utf-8")
+    target.chmod(0o640)
+    link = tmp_path / "link.conllu"
+    link.symlink_to(target)
+    assert cli.main(["parse", "--model", model_path, dev, "-o", str(link)]) == 0
+    assert link.is_symlink() and target.read_text(encoding="utf-8").startswith("# sent_id")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640          # the file's mode is kept
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    assert cli.main(["parse", "--model", model_path, dev, "-o", str(fifo)]) == 0
+    reader.join(timeout=60)
+    assert got and got[0] == target.read_bytes() and stat.S_ISFIFO(fifo.stat().st_mode)
+    if os.access("/dev/null", os.W_OK):
+        assert cli.main(["parse", "--model", model_path, dev, "-o", "/dev/null"]) == 0
+        assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_new_files_follow_the_umask(trained, tmp_path):
+    _, model_path, dev = trained
+    old = os.umask(0o027)
+    try:
+        out, model = tmp_path / "new.conllu", tmp_path / "m.npz"
+        assert cli.main(["parse", "--model", model_path, dev, "-o", str(out)]) == 0
+        p, _, meta = fastgrad.load(model_path)
+        fastgrad.save(model, p, meta=meta)
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o640 and model.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("where,message", [
+    ("{tmp}", "is a folder, not a file"), ("{tmp}/nope/out.conllu", "its folder does not exist")])
+def test_bad_output_paths_are_one_line_naming_the_path(trained, tmp_path, where, message):
+    _, model_path, dev = trained
+    path = where.format(tmp=tmp_path)
+    out = subprocess.run([sys.executable, "-m", "fastgrad", "parser", "parse", "--model",
+                          model_path, dev, "-o", path], capture_output=True, text=True,
+                         cwd="/", env=dict(os.environ, PYTHONPATH=""))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == f"fastgrad parser parse: error: {path}: {message}"
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_train_refuses_a_model_path_that_is_its_treebank(tmp_path):
+    train = toy_file(tmp_path / "train.conllu", range(10))
+    before = open(train, "rb").read()
+    assert cli.main(["train", "--train", train, "--dev", train, "--model", train,
+                     "--epochs", "1", "--quiet"]) == 1
+    assert open(train, "rb").read() == before
+
+
+def test_streamed_parse_equals_parsing_sentences(trained, tmp_path):
+    _, model_path, dev = trained
+    model = ParserModel.load(model_path)
+    gold = conllu.read(dev, need_tree=True)
+    streamed = b"".join(bytes(model.parse_chunk(c))
+                        for c in conllu._chunks_of(open(dev, "rb"), dev, False, 300))
+    expected = "".join("\n".join(s.lines) + "\n\n" for s in model.parse(gold))
+    assert streamed.decode("utf-8") == expected
+
+
+def _mpiexec():
+    import shutil
+    found = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or \
+        shutil.which("mpiexec")
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        found = None
+    return found
+
+
+@pytest.mark.skipif(_mpiexec() is None, reason="needs mpiexec and mpi4py (pip install '.[mpi]')")
+def test_two_ranks_train_the_model_one_process_trains(tmp_path):
+    train = toy_file(tmp_path / "train.conllu", range(60))
+    dev = toy_file(tmp_path / "dev.conllu", range(60, 80))
+    args = ["parser", "train", "--train", train, "--dev", dev, "--epochs", "1",
+            "--hidden", "32", "--embed-dim", "16", "--batch-size", "32", "--dropout", "0.1",
+            "--lr", "0.05", "--min-count", "1", "--threads", "1"]
+    env = dict(os.environ, PYTHONPATH="")
+    one = subprocess.run([sys.executable, "-m", "fastgrad", *args, "--model",
+                          str(tmp_path / "one.npz")], capture_output=True, text=True,
+                         cwd="/", env=env, timeout=300)
+    two = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-m", "fastgrad", *args,
+                          "--model", str(tmp_path / "two.npz")], capture_output=True,
+                         text=True, cwd="/", env=env, timeout=300)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    assert "on each of 2 MPI ranks" in two.stdout and two.stdout.count("\nepoch 1:") == 1
+    a, b = ParserModel.load(tmp_path / "one.npz"), ParserModel.load(tmp_path / "two.npz")
+    for x, y in zip(a.p, b.p):   # the same global batches: equal to float32 sums' order
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+    bad = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-m", "fastgrad",
+                          *args[:3], str(tmp_path / "missing.conllu"), *args[4:],
+                          "--model", str(tmp_path / "x.npz")], capture_output=True, text=True,
+                         cwd="/", env=env, timeout=120)
+    assert bad.returncode != 0 and bad.stderr.count("missing.conllu") == 2
+    assert "Traceback" not in bad.stderr
