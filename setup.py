@@ -67,7 +67,7 @@ extensions = [
                        ("FASTGRAD_OPENMP", "1" if openmp_compile else "0")],
         extra_compile_args=optimize + openmp_compile,
         extra_link_args=openmp_link,
-        depends=["fastgrad/_constants.h", "fastgrad/_row_loops.h"],
+        depends=["fastgrad/_constants.h", "fastgrad/_row_loops.h", "fastgrad/_blas_pointers.h"],
     )
     for name in ("_kernels", "_grouping", "_workspace", "_arc_standard", "_conllu")
 ]

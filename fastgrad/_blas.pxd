@@ -11,9 +11,19 @@ hundred entries a row, a BLAS call costs more than the loop.)
 
 Sizes arrive as int: the Python layer refuses any shape whose sizes or
 leading dimensions do not fit BLAS's 32-bit integers before a kernel runs.
+
+Which BLAS: sgemm and dgemm are function pointers (_blas_pointers.h) that
+fastgrad/_blas_library.py sets at import to the fastest one available
+(scipy-openblas32's OpenBLAS, else scipy.linalg.cython_blas); see that module.
 """
 
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+cdef extern from "_blas_pointers.h":
+    ctypedef void (*fastgrad_sgemm_fn)(char*, char*, int*, int*, int*, float*, float*, int*,
+                                       float*, int*, float*, float*, int*) noexcept nogil
+    ctypedef void (*fastgrad_dgemm_fn)(char*, char*, int*, int*, int*, double*, double*,
+                                       int*, double*, int*, double*, double*, int*) noexcept nogil
+    fastgrad_sgemm_fn sgemm "fastgrad_sgemm"
+    fastgrad_dgemm_fn dgemm "fastgrad_dgemm"
 
 ctypedef fused floating:
     float

@@ -13,7 +13,7 @@ def show_config() -> dict:
     import scipy.linalg  # noqa: F401  (loads the BLAS that the kernels bind to)
     from threadpoolctl import threadpool_info
 
-    from fastgrad import __version__, _kernels
+    from fastgrad import __version__, _blas_library, _kernels
     from fastgrad._threads import get_num_threads, thread_count_source
 
     blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
@@ -24,6 +24,12 @@ def show_config() -> dict:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
+        "kernels_blas": (f"{_kernels.BLAS.name} {_kernels.BLAS.version} "
+                         f"({_kernels.BLAS.corename}) {_kernels.BLAS.path}"),
+        "kernels_blas_from": (f"{_blas_library.ENVIRONMENT_VARIABLE}="
+                              f"{os.environ[_blas_library.ENVIRONMENT_VARIABLE]}"
+                              if os.environ.get(_blas_library.ENVIRONMENT_VARIABLE)
+                              else "the fastest available (scipy-openblas32, else scipy)"),
         "blas": blas,
         "openmp": bool(_kernels.OPENMP),
         "openmp_max_threads": _kernels.openmp_max_threads(),

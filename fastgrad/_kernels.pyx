@@ -63,7 +63,7 @@ from libc.string cimport memcpy, memset
 
 cimport numpy as cnp
 
-from fastgrad._blas cimport floating, gemm
+from fastgrad._blas cimport floating, gemm, sgemm, dgemm, fastgrad_sgemm_fn, fastgrad_dgemm_fn
 from fastgrad._grouping cimport group_rows
 from fastgrad._row_loops cimport *
 from fastgrad._workspace cimport Workspace
@@ -86,6 +86,26 @@ cdef extern from *:
     double fastgrad_wtime() noexcept nogil
 
 OPENMP = bool(FASTGRAD_OPENMP)
+
+
+def _set_gemm(size_t sgemm_address, size_t dgemm_address):
+    """Point the kernels' sgemm and dgemm at a BLAS (fastgrad/_blas_library.py)."""
+    global sgemm, dgemm
+    if not sgemm_address or not dgemm_address:
+        raise ImportError("no BLAS sgemm/dgemm address")
+    sgemm = <fastgrad_sgemm_fn> sgemm_address
+    dgemm = <fastgrad_dgemm_fn> dgemm_address
+
+
+def gemm_addresses():
+    """The addresses the kernels call for sgemm and dgemm (for show_config's tests)."""
+    return <size_t> sgemm, <size_t> dgemm
+
+
+from fastgrad._blas_library import choose as _choose_blas
+
+BLAS = _choose_blas()
+_set_gemm(BLAS.sgemm, BLAS.dgemm)
 
 
 def openmp_max_threads():

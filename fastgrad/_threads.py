@@ -218,14 +218,19 @@ def _blas_thread_functions(controller):
     return controller.get_num_threads, controller.set_num_threads
 
 
-def _kernel_blas() -> list:
-    """threadpoolctl controllers of the BLAS that scipy.linalg.cython_blas calls.
+def _kernel_blas_functions() -> list:
+    """(get, set) thread-count functions of the BLAS the kernels call
+    (fastgrad/_blas_library.py): its own where it exports them (scipy-openblas32),
+    else threadpoolctl's controllers of the BLAS that scipy.linalg.cython_blas calls.
 
     A scipy wheel carries its own OpenBLAS (in scipy.libs or scipy/.dylibs), apart
     from numpy's; only that one is held, since changing the thread count of numpy's
     wakes its idle workers. When no BLAS lives inside scipy's tree (a shared system
     or conda BLAS), every BLAS is.
     """
+    blas = _kernels.BLAS
+    if blas.get_threads is not None and blas.set_threads is not None:
+        return [(blas.get_threads, blas.set_threads)]
     import scipy
     import scipy.linalg  # noqa: F401  (loads the BLAS)
     from threadpoolctl import ThreadpoolController
@@ -234,16 +239,16 @@ def _kernel_blas() -> list:
     scipy_root = os.path.dirname(os.path.realpath(scipy.__file__))
     own = [c for c in controllers
            if os.path.realpath(c.filepath).startswith((scipy_root + ".libs", scipy_root + os.sep))]
-    return own or controllers
+    return [_blas_thread_functions(c) for c in own or controllers]
 
 
 class _SingleThreadedBlas:
-    """Holds every loaded BLAS at one thread while any kernel runs.
+    """Holds the kernels' BLAS at one thread while any kernel runs.
 
     OpenBLAS keeps its workers spinning for a while after a threaded call; had
     they run beside the kernels' OpenMP threads, each layer would steal the
-    other's cores. threadpoolctl finds the BLAS that scipy's cython_blas binds
-    to; the first caller in saves and sets the counts, the last one out restores them.
+    other's cores. The BLAS is the one the kernels call (_kernel_blas_functions);
+    the first caller in saves and sets the counts, the last one out restores them.
     """
 
     def __init__(self):
@@ -256,7 +261,7 @@ class _SingleThreadedBlas:
         with self._lock:
             if self._depth == 0:
                 if self._functions is None:
-                    self._functions = [_blas_thread_functions(c) for c in _kernel_blas()]
+                    self._functions = _kernel_blas_functions()
                 self._saved.clear()
                 for get, set_ in self._functions:
                     n = get()
