@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import NamedTuple
 
@@ -81,22 +82,33 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
         One per epoch: training loss and accuracy, validation loss and accuracy
         (None without validation), seconds.
     """
-    _check_optimizer(opt)
-    epochs = _check_count(epochs, "epochs")
-    batch_size = _check_count(batch_size, "batch_size")
-    dropout = check_dropout(dropout)
-    l2 = check_real(l2, "l2")
-    idx, y = _as_dataset(idx, y)
+    error = None
+    try:
+        _check_optimizer(opt)
+        epochs = _check_count(epochs, "epochs")
+        batch_size = _check_count(batch_size, "batch_size")
+        dropout = check_dropout(dropout)
+        l2 = check_real(l2, "l2")
+        idx, y = _as_dataset(idx, y)
+        if validation is not None:
+            try:
+                idx_v, y_v = validation
+            except (TypeError, ValueError):
+                raise TypeError("validation must be a pair (idx_v, y_v)") from None
+        if checkpoint_every is not None:
+            checkpoint_every = _check_count(checkpoint_every, "checkpoint_every")
+            if checkpoint is None:
+                raise ValueError("checkpoint_every needs checkpoint=PATH")
+        if resume is not None and not os.path.isfile(resume):
+            raise FileNotFoundError(2, "no such checkpoint file", os.fspath(resume))
+    except (TypeError, ValueError, OSError) as err:
+        if comm is None:
+            raise
+        error = err
+    if comm is not None:   # every rank's verdict and arguments, before any other collective
+        _agree_on_arguments(comm, error, epochs, batch_size, dropout, l2, shuffle_seed,
+                            checkpoint_every, checkpoint, resume, path, validation, progress)
     n = idx.shape[0]
-    if validation is not None:
-        try:
-            idx_v, y_v = validation
-        except (TypeError, ValueError):
-            raise TypeError("validation must be a pair (idx_v, y_v)") from None
-    if checkpoint_every is not None:
-        checkpoint_every = _check_count(checkpoint_every, "checkpoint_every")
-        if checkpoint is None:
-            raise ValueError("checkpoint_every needs checkpoint=PATH")
     step = _train_step
     if comm is not None:
         step, evaluate_on = _distributed_steps(comm, idx, y, validation)
@@ -113,7 +125,16 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
     if checkpoint is not None or resume is not None:
         print_ = _checkpoint.fingerprint(idx, y, batch_size, dropout, l2, shuffle_seed)
         if resume is not None:
-            state = _checkpoint.restore(resume, p, opt, print_, EpochStats)
+            state, failed = None, None
+            try:
+                state = _checkpoint.restore(resume, p, opt, print_, EpochStats)
+            except (TypeError, ValueError, OSError) as err:
+                if comm is None:
+                    raise
+                failed = err
+            if comm is not None:   # a checkpoint one rank cannot use fails every rank
+                from fastgrad import distributed as fd
+                fd._agree(comm, failed, None)
             shuffle_rng.bit_generator.state = state.shuffle_state
             dropout_rng.bit_generator.state = state.dropout_state
     writes = checkpoint is not None and (comm is None or comm.Get_rank() == 0)
@@ -159,6 +180,23 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
     finally:
         bar.close()
     return history
+
+
+def _agree_on_arguments(comm, error, epochs, batch_size, dropout, l2, shuffle_seed,
+                        checkpoint_every, checkpoint, resume, path, validation, progress):
+    """Under MPI: a rank whose arguments failed its checks fails every rank, and the
+    arguments that must match (all but progress and the file names) must match,
+    before fit enters any collective that could wait forever."""
+    from fastgrad import distributed as fd
+
+    fd._check_comm(comm)
+    signature = None if error is not None else (
+        epochs, batch_size, float(dropout), float(l2), repr(shuffle_seed), checkpoint_every,
+        checkpoint is not None, resume is not None, path, validation is not None)
+    signatures = fd._agree(comm, error, signature)
+    fd._same_everywhere(signatures, "fit's arguments (epochs, batch_size, dropout, l2, "
+                                    "shuffle_seed, checkpoint_every, checkpoint and resume "
+                                    "given or not, path, validation given or not)")
 
 
 def _distributed_steps(comm, idx, y, validation):

@@ -92,11 +92,41 @@ def _mpi():
     return MPI
 
 
+_abort_installed = False
+
+
+def _abort_on_uncaught_exception(comm) -> None:
+    """Make an exception that nobody catches on one rank end the whole job.
+
+    Plain ``python script.py`` under mpiexec would print the traceback and leave
+    MPI finalizing while the other ranks wait in a collective for ever (``python -m
+    mpi4py`` avoids this; users rarely type it). Once a communicator of several
+    ranks reaches fastgrad, sys.excepthook prints the traceback as before and then
+    aborts the job through MPI, as a rank killed outright would."""
+    global _abort_installed
+    if _abort_installed or comm.Get_size() < 2:
+        return
+    import sys
+
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        try:
+            previous(kind, value, tb)
+            sys.stderr.flush()
+        finally:
+            _mpi().COMM_WORLD.Abort(130 if issubclass(kind, KeyboardInterrupt) else 1)
+
+    sys.excepthook = hook
+    _abort_installed = True
+
+
 def _check_comm(comm):
     if not all(hasattr(comm, name) for name in ("Get_rank", "Get_size", "Allreduce",
                                                  "allgather")):
         raise TypeError(f"comm must be an mpi4py communicator (e.g. MPI.COMM_WORLD), "
                         f"got {type(comm).__name__}")
+    _abort_on_uncaught_exception(comm)
     return comm.Get_rank(), comm.Get_size()
 
 

@@ -7,11 +7,14 @@ installed package, so tools need no ``sys.path`` tricks.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 import fastgrad
 
 __all__ = ["TOL", "STEPS_TOL", "OPTIMIZERS", "make_problem", "copy_params", "assert_close",
+           "mpiexec",
            "assert_grads_close", "batches", "max_dev"]
 
 # (rtol, atol) for comparing the kernels with the NumPy reference
@@ -95,3 +98,17 @@ def torch_twin_run(p, steps, name, dropout):
         assert twin.steps == step, "steps must count up from 0: the masks follow them"
         losses.append(twin.step(bi, by))
     return losses, twin.params()
+
+
+def mpiexec() -> str | None:
+    """The mpiexec beside this Python (the mpich wheel's) or on PATH, when mpi4py is
+    installed too; else None (tests that launch ranks are skipped)."""
+    import shutil
+    import sys
+
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return None
+    return shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or \
+        shutil.which("mpiexec")

@@ -214,3 +214,37 @@ def test_not_a_communicator():
     p, idx, y = make_problem(np.float64, seed=12)
     with pytest.raises(TypeError, match="mpi4py communicator"):
         fd.train_step(p, idx, y, fastgrad.SGD(p, lr=0.1), object())
+
+
+def _fit_args(seed=11):
+    p, idx, y = make_problem(np.float64, n=64, seed=seed)
+    return p, idx, y, fastgrad.SGD(p, lr=0.1)
+
+
+@pytest.mark.parametrize("case", ["epochs", "float_indices", "batch_size", "missing_resume"])
+def test_fit_fails_every_rank_when_one_rank_is_wrong(case, tmp_path_factory):
+    """Rank 0 alone passes a bad or different argument: every rank raises, none waits
+    in a collective, nothing is written (the CI run holds this under a timeout)."""
+    p, idx, y, opt = _fit_args()
+    before = copy_params(p)
+    kwargs = dict(epochs=1, batch_size=16, progress=False, comm=COMM)
+    odd = RANK == 0
+    if case == "epochs" and odd:
+        kwargs["epochs"] = 0
+    if case == "float_indices" and odd:
+        idx = idx.astype(np.float64)
+    if case == "batch_size" and odd:
+        kwargs["batch_size"] = 8
+    if case == "missing_resume" and odd:
+        kwargs["resume"] = str(tmp_path_factory.mktemp("r") / "nope.npz")
+    if SIZE == 1 and case == "batch_size":
+        pytest.skip("needs two ranks to disagree")
+    if case == "missing_resume" and not odd:   # the others have a real checkpoint
+        ck = str(tmp_path_factory.mktemp(f"c{RANK}") / "ck.npz")
+        q, qi, qy, qopt = _fit_args()
+        fastgrad.fit(q, qi, qy, qopt, epochs=1, batch_size=16, progress=False, checkpoint=ck)
+        kwargs["resume"] = ck
+    with pytest.raises((ValueError, TypeError, OSError)):
+        fastgrad.fit(p, idx, y, opt, **kwargs)
+    for a, b in zip(p, before):
+        np.testing.assert_array_equal(a, b)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import fastgrad
+from fastgrad.testing import mpiexec
 from fastgrad.parser import cli, conllu
 from fastgrad.parser.model import ParserModel, ParserModelError, read_embeddings
 from fastgrad.parser.scoring import attachment_scores, universal
@@ -320,18 +321,7 @@ def test_streamed_parse_equals_parsing_sentences(trained, tmp_path):
     assert streamed.decode("utf-8") == expected
 
 
-def _mpiexec():
-    import shutil
-    found = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or \
-        shutil.which("mpiexec")
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        found = None
-    return found
-
-
-@pytest.mark.skipif(_mpiexec() is None, reason="needs mpiexec and mpi4py (pip install '.[mpi]')")
+@pytest.mark.skipif(mpiexec() is None, reason="needs mpiexec and mpi4py (pip install '.[mpi]')")
 def test_two_ranks_train_the_model_one_process_trains(tmp_path):
     train = toy_file(tmp_path / "train.conllu", range(60))
     dev = toy_file(tmp_path / "dev.conllu", range(60, 80))
@@ -342,7 +332,7 @@ def test_two_ranks_train_the_model_one_process_trains(tmp_path):
     one = subprocess.run([sys.executable, "-m", "fastgrad", *args, "--model",
                           str(tmp_path / "one.npz")], capture_output=True, text=True,
                          cwd="/", env=env, timeout=300)
-    two = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-m", "fastgrad", *args,
+    two = subprocess.run([mpiexec(), "-n", "2", sys.executable, "-m", "fastgrad", *args,
                           "--model", str(tmp_path / "two.npz")], capture_output=True,
                          text=True, cwd="/", env=env, timeout=300)
     assert one.returncode == 0 and two.returncode == 0, two.stderr
@@ -350,7 +340,7 @@ def test_two_ranks_train_the_model_one_process_trains(tmp_path):
     a, b = ParserModel.load(tmp_path / "one.npz"), ParserModel.load(tmp_path / "two.npz")
     for x, y in zip(a.p, b.p):   # the same global batches: equal to float32 sums' order
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
-    bad = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-m", "fastgrad",
+    bad = subprocess.run([mpiexec(), "-n", "2", sys.executable, "-m", "fastgrad",
                           *args[:3], str(tmp_path / "missing.conllu"), *args[4:],
                           "--model", str(tmp_path / "x.npz")], capture_output=True, text=True,
                          cwd="/", env=env, timeout=120)
