@@ -160,7 +160,8 @@ def _read(path: str) -> tuple[dict, dict[str, np.ndarray]]:
     if header.get("version") != FORMAT_VERSION:
         raise ModelFileError(f"{path}: format version {header.get('version')!r}; this fastgrad "
                              f"reads version {FORMAT_VERSION}")
-    listed = header.get("arrays", {})
+    _check_header(path, header)
+    listed = header["arrays"]
     if set(listed) != set(arrays):
         raise ModelFileError(f"{path}: its arrays {sorted(arrays)} do not match its header "
                              f"{sorted(listed)}")
@@ -174,6 +175,43 @@ def _read(path: str) -> tuple[dict, dict[str, np.ndarray]]:
     return header, arrays
 
 
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _check_header(path: str, header: dict) -> None:
+    """Every field of a header (past format and version) of the kind save writes;
+    ModelFileError naming the file and the field otherwise."""
+    def bad(field, what):
+        raise ModelFileError(f"{path}: header field {field!r} {what}")
+
+    if header.get("dtype") not in ("float32", "float64"):
+        bad("dtype", f"must be 'float32' or 'float64', got {header.get('dtype')!r}")
+    listed = header.get("arrays")
+    if not isinstance(listed, dict):
+        bad("arrays", "is missing or not an object")
+    for name, entry in listed.items():
+        if not isinstance(entry, dict):
+            bad(f"arrays.{name}", "is not an object")
+        shape = entry.get("shape")
+        if not isinstance(shape, list) or not all(_is_count(k) for k in shape):
+            bad(f"arrays.{name}.shape", f"must be a list of sizes, got {shape!r}")
+        if not _is_count(entry.get("crc32")):
+            bad(f"arrays.{name}.crc32", f"must be a CRC-32, got {entry.get('crc32')!r}")
+    spec = header.get("optimizer")
+    if spec is not None:
+        if not isinstance(spec, dict):
+            bad("optimizer", "must be an object or null")
+        if not isinstance(spec.get("kind"), str):
+            bad("optimizer.kind", f"must be a name, got {spec.get('kind')!r}")
+        if not isinstance(spec.get("hyper"), dict):
+            bad("optimizer.hyper", "is missing or not an object")
+        if not _is_count(spec.get("steps", 0)):
+            bad("optimizer.steps", f"must be a count >= 0, got {spec.get('steps')!r}")
+    if not isinstance(header.get("meta", {}), dict):
+        bad("meta", "is not an object")
+
+
 def _build_optimizer(path: str, header: dict, arrays: dict, p: Params) -> Optimizer | None:
     spec = header.get("optimizer")
     if spec is None:
@@ -182,7 +220,7 @@ def _build_optimizer(path: str, header: dict, arrays: dict, p: Params) -> Optimi
     if cls is None:
         raise ModelFileError(f"{path}: unknown optimizer kind {spec.get('kind')!r}")
     try:
-        opt = cls(p, **spec["hyper"])
+        opt = cls(p, **{str(k): v for k, v in spec["hyper"].items()})
     except (TypeError, ValueError) as err:
         raise ModelFileError(f"{path}: bad optimizer hyperparameters: {err}") from None
     for which in ("state1", "state2"):

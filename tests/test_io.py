@@ -282,3 +282,41 @@ def test_resume_with_more_epochs_continues_the_history(tmp_path):
     assert [h.loss for h in hist] == [h.loss for h in ref]
     for a, b in zip(p, q):
         np.testing.assert_array_equal(a, b)
+
+
+def _header_edit(members, edit):
+    header = json.loads(members["fastgrad.json"].tobytes())
+    edit(header)
+    members["fastgrad.json"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+
+
+@pytest.mark.parametrize("field,edit", [
+    ("dtype", lambda h: h.pop("dtype")),
+    ("dtype", lambda h: h.update(dtype=3)),
+    ("arrays", lambda h: h.pop("arrays")),
+    ("arrays", lambda h: h.update(arrays=[1, 2])),
+    ("arrays.p.W", lambda h: h["arrays"].update({"p.W": 5})),
+    ("arrays.p.W.shape", lambda h: h["arrays"]["p.W"].update(shape="big")),
+    ("arrays.p.W.crc32", lambda h: h["arrays"]["p.W"].pop("crc32")),
+    ("optimizer", lambda h: h.update(optimizer="Adam")),
+    ("optimizer.kind", lambda h: h["optimizer"].pop("kind")),
+    ("optimizer.hyper", lambda h: h["optimizer"].update(hyper=None)),
+    ("optimizer.steps", lambda h: h["optimizer"].update(steps=-3)),
+    ("optimizer.steps", lambda h: h["optimizer"].update(steps=1.5)),
+    ("meta", lambda h: h.update(meta=[1])),
+])
+def test_every_header_field_is_checked_by_name(saved, field, edit):
+    rewrite(saved, lambda m: _header_edit(m, edit))
+    with pytest.raises(ModelFileError) as e:
+        fastgrad.load(saved)
+    assert str(e.value).startswith(f"{saved}: header field {field!r}")
+
+
+def test_a_symlinked_model_file_stays_a_link(tmp_path):
+    p, _, _ = make_problem(np.float64)
+    real = tmp_path / "real.npz"
+    fastgrad.save(real, p)
+    link = tmp_path / "link.npz"
+    link.symlink_to(real)
+    fastgrad.save(link, p, meta={"again": True})
+    assert link.is_symlink() and fastgrad.load(real)[2] == {"again": True}

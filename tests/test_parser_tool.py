@@ -346,3 +346,21 @@ def test_two_ranks_train_the_model_one_process_trains(tmp_path):
                          cwd="/", env=env, timeout=120)
     assert bad.returncode != 0 and bad.stderr.count("missing.conllu") == 2
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("damage", [
+    lambda m: m.pop("vocabulary"), lambda m: m["vocabulary"].update(words="abc"),
+    lambda m: m["vocabulary"].update(labels=[1, 2]), lambda m: m.update(vocabulary=[]),
+    lambda m: m.update(options=5)])
+def test_damaged_parser_metadata_is_one_line(trained, tmp_path, damage):
+    _, model_path, dev = trained
+    p, _, meta = fastgrad.load(model_path)
+    damage(meta)
+    bad = tmp_path / "bad.npz"
+    fastgrad.save(bad, p, meta=meta)
+    with pytest.raises(ParserModelError, match="bad.npz"):
+        ParserModel.load(bad)
+    out = subprocess.run([sys.executable, "-m", "fastgrad", "parser", "parse", "--model",
+                          str(bad), dev, "-o", str(tmp_path / "o.conllu")],
+                         capture_output=True, text=True, cwd="/", env=dict(os.environ, PYTHONPATH=""))
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1

@@ -222,10 +222,18 @@ class ParserModel:
                                    f"this fastgrad reads version {PARSER_FORMAT_VERSION}: "
                                    "train it again with this version")
         try:
-            vocab = Vocabulary.from_meta(meta["vocabulary"])
+            entries = meta["vocabulary"]
+            lists = [entries[k] for k in ("words", "tags", "labels")] + \
+                [entries.get("tag_columns", ["upos"])]
+            if not all(isinstance(x, list) and all(isinstance(v, str) for v in x)
+                       for x in lists):
+                raise TypeError
+            vocab = Vocabulary.from_meta(entries)
             unknown = set(vocab.tag_columns) - set(TAG_COLUMNS)
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, AttributeError, ValueError):
             raise ParserModelError(f"{name}: its vocabulary is missing or damaged") from None
+        if not isinstance(meta.get("options", {}), dict):
+            raise ParserModelError(f"{name}: its options are not an object")
         if unknown or meta.get("features") != feature_layout(vocab):
             raise ParserModelError(f"{name} has the feature layout {meta.get('features')}, "
                                    "which this version does not know")
