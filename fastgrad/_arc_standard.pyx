@@ -46,14 +46,15 @@ cdef class ArcStandardBatch:
     cdef int32_t[::1] stack, depth, next_word
     cdef int32_t[::1] active
     cdef Py_ssize_t n_active
-    cdef int n_columns, n_labels, null_word, null_tag, null_label, label_base
+    cdef int n_columns, n_labels, null_word, null_tag, null_label, label_base, root_label
     cdef readonly int n_features
 
     def __init__(self, word, tag, lengths, int n_columns, int n_labels, int null_word,
-                 int null_tag, int null_label, int label_base):
+                 int null_tag, int null_label, int label_base, int root_label=-1):
         """word: feature ids of every sentence's positions, each sentence ROOT first
         then its words (sum of lengths + 1 entries); tag: n_columns ids per position,
-        side by side; lengths: words per sentence."""
+        side by side; lengths: words per sentence; root_label: the index of the label
+        only the word attached to ROOT may carry, and that word no other (-1: none)."""
         lengths = np.ascontiguousarray(lengths, np.int32)
         if lengths.size and lengths.min() < 1:
             raise ValueError("every sentence needs at least one word")
@@ -80,6 +81,7 @@ cdef class ArcStandardBatch:
         self.n_columns, self.n_features = n_columns, 18 + 18 * n_columns + 12
         self.n_labels, self.null_word, self.null_tag = n_labels, null_word, null_tag
         self.null_label, self.label_base = null_label, label_base
+        self.root_label = root_label if 0 <= root_label < n_labels else -1
 
     @property
     def n_unfinished(self):
@@ -158,8 +160,9 @@ cdef class ArcStandardBatch:
         return kept
 
     cdef int _best(self, int32_t i, const floating* row) noexcept nogil:
-        """The legal transition with the highest score (the first, on ties)."""
-        cdef int d = self.depth[i], t, best = -1, L = self.n_labels
+        """The legal transition with the highest score (the first, on ties). With a
+        root label, the final RIGHT-ARC to ROOT must carry it and no other arc may."""
+        cdef int d = self.depth[i], t, best = -1, L = self.n_labels, root = self.root_label
         cdef bint shift_ok = self.next_word[i] <= self.length[i]
         cdef bint left_ok = d > 2
         cdef bint right_ok = d > 2 or (d == 2 and not shift_ok)
@@ -168,10 +171,12 @@ cdef class ArcStandardBatch:
             best, top = 0, row[0]
         if left_ok:
             for t in range(1, 1 + L):
-                if best < 0 or row[t] > top:
+                if t - 1 != root and (best < 0 or row[t] > top):
                     best, top = t, row[t]
         if right_ok:
             for t in range(1 + L, 1 + 2 * L):
+                if root >= 0 and ((t - 1 - L == root) != (d == 2)):
+                    continue
                 if best < 0 or row[t] > top:
                     best, top = t, row[t]
         return best

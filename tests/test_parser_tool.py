@@ -364,3 +364,20 @@ def test_damaged_parser_metadata_is_one_line(trained, tmp_path, damage):
                           str(bad), dev, "-o", str(tmp_path / "o.conllu")],
                          capture_output=True, text=True, cwd="/", env=dict(os.environ, PYTHONPATH=""))
     assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_only_the_word_attached_to_root_is_labelled_root(trained):
+    from fastgrad.parser.transitions import parse, parse_in_python
+    _, model_path, dev = trained
+    model = ParserModel.load(model_path)
+    p = fastgrad.init_params(model.p.L.shape[0], model.vocab.n_features, 16, 32,
+                             model.vocab.n_transitions, dtype=np.float32, seed=3)
+    untrained = ParserModel(p, model.vocab, model.options)   # scores at random
+    gold = conllu.read(dev, need_tree=True)
+    parsed = untrained.parse(gold)
+    pairs = [(h, r) for s in parsed for h, r in zip(s.heads, s.deprels)]
+    assert sum(h == 0 for h, _ in pairs) == len(gold)
+    assert all((h == 0) == (r == "root") for h, r in pairs)
+    trees = [conllu_tree(" ".join(s.forms)) for s in gold]
+    predict = untrained._predictor()
+    assert parse(predict, trees, model.vocab) == parse_in_python(predict, trees, model.vocab)

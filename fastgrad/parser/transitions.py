@@ -64,14 +64,19 @@ class State:
     def done(self) -> bool:
         return self.next > self.n and len(self.stack) == 1
 
-    def legal(self, n_labels: int) -> np.ndarray:
-        """Boolean mask over the transitions."""
+    def legal(self, n_labels: int, root_label: int = -1) -> np.ndarray:
+        """Boolean mask over the transitions. root_label (>= 0): the label that the
+        final RIGHT-ARC to ROOT must carry and no other arc may."""
         mask = np.zeros(1 + 2 * n_labels, bool)
         mask[0] = self.next <= self.n
         if len(self.stack) > 2:                  # LEFT-ARC: s2 is a word, not ROOT
             mask[1:1 + n_labels] = True
         if len(self.stack) > 2 or (len(self.stack) == 2 and self.next > self.n):
             mask[1 + n_labels:] = True           # RIGHT-ARC to ROOT only at the end
+        if 0 <= root_label < n_labels:
+            to_root = len(self.stack) == 2
+            mask[1 + root_label] = False
+            mask[1 + n_labels:] &= (np.arange(n_labels) == root_label) == to_root
         return mask
 
     def apply(self, transition: int, n_labels: int) -> None:
@@ -226,7 +231,13 @@ def _batch(vocab: Vocabulary, word, tag, lengths):
 
     return ArcStandardBatch(word, tag, lengths, len(vocab.tag_columns), len(vocab.labels),
                             vocab.word_id[NULL], vocab.tag_id[NULL], vocab.label_id[NULL],
-                            vocab.n_words + vocab.n_tags + 2)
+                            vocab.n_words + vocab.n_tags + 2, root_label(vocab))
+
+
+def root_label(vocab: Vocabulary) -> int:
+    """The index of UD's ``root`` label, which greedy decoding gives to the word
+    attached to ROOT and to no other (-1 when the labels have no ``root``)."""
+    return vocab.label_index.get("root", -1)
 
 
 def parse_encoded(predictor, vocab: Vocabulary, word, tag, lengths,
@@ -254,7 +265,7 @@ def parse(predictor, sentences, vocab: Vocabulary, n_threads: int | None = None)
 
 def parse_in_python(predictor, sentences, vocab: Vocabulary):
     """parse(), one State object per sentence: the readable twin the tests check it by."""
-    n_labels = len(vocab.labels)
+    n_labels, root = len(vocab.labels), root_label(vocab)
     states = [State(len(s.words)) for s in sentences]
     encoded = [vocab.encode(s) for s in sentences]
     active = [i for i, s in enumerate(states) if not s.done()]
@@ -265,7 +276,7 @@ def parse_in_python(predictor, sentences, vocab: Vocabulary):
             features(states[i], words, tags, vocab, batch[row])
         proba = predictor(batch[:len(active)])
         for row, i in enumerate(active):
-            scores = np.where(states[i].legal(n_labels), proba[row], -1.0)
+            scores = np.where(states[i].legal(n_labels, root), proba[row], -1.0)
             states[i].apply(int(np.argmax(scores)), n_labels)
         active = [i for i in active if not states[i].done()]
     return [(s.heads[1:], s.labels[1:]) for s in states]
