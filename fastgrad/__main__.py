@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -53,8 +54,9 @@ def bench(args) -> int:
                           methods, rounds=args.rounds, warmup=args.warmup)
     print(harness.format_table(results))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump([r.as_dict() for r in results], f, indent=1)
+        from fastgrad._files import output_file
+        with output_file(args.json) as f:
+            f.write(json.dumps([r.as_dict() for r in results], indent=1).encode())
         print(f"results written to {args.json}")
     if args.plot:
         harness.plot(results, args.plot)
@@ -77,6 +79,33 @@ def inference(args) -> int:
             print(f"| {c} | {r['n']} | {r['predict_proba_ms']:.3f} | {r['precomputed_ms']:.3f} "
                   f"| {r['speedup']:.2f}x | {r['hit_rate']:.1%} | {r['cache_mib']:.1f} |")
     return 0
+
+
+def _check_bench_outputs(parser, args) -> None:
+    """What could only fail at the end of a long benchmark fails before it starts:
+    unknown methods, an output path that cannot be written, --plot without matplotlib."""
+    import importlib.util
+
+    from fastgrad import bench as harness
+
+    if args.methods is not None:
+        try:
+            harness.available_methods(args.methods.split(","))
+        except ValueError as err:
+            parser.error(str(err))
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path is None:
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            parser.error(f"{option} {path}: is a folder, not a file")
+        if not os.path.isdir(folder):
+            parser.error(f"{option} {path}: its folder does not exist")
+        if not os.access(folder, os.W_OK) or (os.path.exists(path)
+                                              and not os.access(path, os.W_OK)):
+            parser.error(f"{option} {path}: not writable")
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        parser.error("--plot needs matplotlib: pip install matplotlib")
 
 
 def main(argv=None) -> int:
@@ -144,6 +173,7 @@ def main(argv=None) -> int:
         for v in args.variant:
             if v not in VARIANTS:
                 parser.error(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+        _check_bench_outputs(parser, args)
         if args.contention:
             from fastgrad import bench_contention
             args.config_given = "--config" in argv

@@ -223,7 +223,8 @@ def conllu_tree(words):
     ["parser", "train", "--train", "a", "--dev", "b", "--model", "c", "--tag-columns", "pos"],
     ["parser", "parse", "x.conllu"], ["bench", "--rounds", "0"], ["bench", "--threads", "0"],
     ["bench", "--config", "nope"], ["inference", "--config", "nope"],
-    ["inference", "--top-words", "-3"], ["nope"],
+    ["inference", "--top-words", "-3"], ["nope"], ["bench", "--methods", "fastgrad,nosuch"],
+    ["bench", "--json", "/nonexistent-folder/x.json"], ["bench", "--json", "/"],
 ])
 def test_bad_arguments_are_usage_errors(argv):
     out = subprocess.run([sys.executable, "-m", "fastgrad", *argv], capture_output=True,
