@@ -67,7 +67,6 @@ class Precomputed:
                 self.cache_pos[j, r] = np.arange(base, base + len(r), dtype=np.int32)
             base += len(r)
         self._per_slot = per_slot
-        self.refresh()
         self.n_cached = n_cached
         # scratch of predict_proba's misses, grown on demand and reused
         self._lock = threading.Lock()
@@ -75,17 +74,19 @@ class Precomputed:
         self._miss_offsets = np.empty(m + 1, np.int64)
         self._miss_x = np.empty((0, d), shape.dtype)
         self._missed = np.empty((0, hidden), shape.dtype)
+        self.refresh()
 
     def refresh(self) -> None:
         """Multiply the cached products again from p's current values, in place (after
         training steps changed p: no new table, so a training loop that parses its dev
         set every epoch keeps one cache, touched memory and all)."""
         d, base = self.p.L.shape[1], 0
-        for j, r in enumerate(self._per_slot):
-            if len(r):
-                np.matmul(self.p.L[r], self.p.W[j * d:(j + 1) * d],
-                          out=self.table[base:base + len(r)])
-            base += len(r)
+        with self._lock:   # never while a predict_proba reads the table
+            for j, r in enumerate(self._per_slot):
+                if len(r):
+                    np.matmul(self.p.L[r], self.p.W[j * d:(j + 1) * d],
+                              out=self.table[base:base + len(r)])
+                base += len(r)
 
     @property
     def nbytes(self) -> int:

@@ -50,3 +50,20 @@ def test_misses_are_batched_and_the_cache_is_left_as_it_was(dtype, n):
     for _ in range(2):                               # second call: scratch reused
         assert_close(pre.predict_proba(idx), fastgrad.predict_proba(p, idx), dtype)
         np.testing.assert_array_equal(pre.cache_pos, before)
+
+
+def test_refresh_follows_the_parameters_in_place():
+    import numpy as np
+    import fastgrad
+    p = fastgrad.init_params(60, 4, 5, 12, 3, dtype=np.float64, seed=2)
+    idx = np.random.default_rng(2).integers(0, 60, (50, 4))
+    y = np.arange(50) % 3
+    pre = fastgrad.precompute(p, np.arange(30))
+    table = pre.table
+    fastgrad.sgd_step(p, idx, y, 0.5)
+    stale = pre.predict_proba(idx)
+    pre.refresh()
+    assert pre.table is table                                   # no new table
+    np.testing.assert_allclose(pre.predict_proba(idx), fastgrad.predict_proba(p, idx),
+                               rtol=1e-12, atol=1e-14)
+    assert not np.allclose(stale, pre.predict_proba(idx))

@@ -118,7 +118,7 @@ def run(args, log, comm=None) -> int:
                         tag_columns=args.tag_columns, threads=args.threads, comm=comm,
                         log=(lambda _: None) if args.quiet else log)
         if comm is None or comm.Get_rank() == 0:
-                log(f"best epoch {summary['best_epoch']}: dev UAS {summary['dev']['uas']:.2f} "
+            log(f"best epoch {summary['best_epoch']}: dev UAS {summary['dev']['uas']:.2f} "
                 f"LAS {summary['dev']['las']:.2f}; model in {args.model}")
         return 0
     if args.command == "parse":   # streamed: memory holds one block of the input
