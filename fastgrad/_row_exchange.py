@@ -47,15 +47,22 @@ def choose_exchange(size: int, vocab: int, embed_dim: int, itemsize: int,
     """
     if size == 1:
         return "allgather"
+    costs = exchange_costs(size, vocab, embed_dim, itemsize, touched)
+    return min(costs, key=lambda k: (costs[k], EXCHANGES.index(k)))
+
+
+def exchange_costs(size: int, vocab: int, embed_dim: int, itemsize: int,
+                   touched: list[int]) -> dict:
+    """The byte model behind choose_exchange: bytes per rank of each exchange (its
+    collectives' latency counted as COLLECTIVE_BYTES each)."""
     share = (size - 1) / size
     total = sum(touched)
     row_bytes = embed_dim * itemsize
-    costs = {   # allgather and union take two collectives, dense one
+    return {   # allgather and union take two collectives, dense one
         "allgather": share * total * (8 + row_bytes) + 2 * COLLECTIVE_BYTES,
         "union": 2 * share * (vocab + min(vocab, total) * row_bytes) + 2 * COLLECTIVE_BYTES,
         "dense": 2 * share * vocab * (row_bytes + itemsize) + COLLECTIVE_BYTES,
     }
-    return min(costs, key=lambda k: (costs[k], EXCHANGES.index(k)))
 
 
 class Buffers:
