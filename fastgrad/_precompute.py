@@ -16,13 +16,23 @@ import threading
 
 import numpy as np
 
-from fastgrad import _kernels
+from fastgrad import _api, _kernels
 from fastgrad._step import prepare_batch
 from fastgrad._threads import _single_threaded_blas, threads_for_step
 from fastgrad._types import Params
 from fastgrad._validate import check_params
 
-__all__ = ["Precomputed", "precompute"]
+__all__ = ["Precomputed", "precompute", "PLAIN_MIN_ROWS"]
+
+# From this many rows on, Precomputed.predict_proba is predict_proba itself. Up to 1024
+# rows the cache was 1.2-2.8x faster than the plain path; at 4096 rows 0.79-1.06x: in a
+# large batch most distinct (slot, row) pairs are rare words the cache lacks, so the
+# factored path's products cost little more than the misses, and its products sit in a
+# compact buffer while the cache's rows are spread over a table of tens of MB. Letting the
+# cache stand in for the factored path's products (copying cached rows into its buffer)
+# was 0.79-0.86x from 2048 rows on: the copies from the table cost more than the products
+# they save (bench/results/parser-pipeline-2core.md).
+PLAIN_MIN_ROWS = 2048
 
 
 def _rows_per_slot(rows, n_slots: int, n_vocab: int) -> list[np.ndarray]:
@@ -97,10 +107,19 @@ class Precomputed:
         """Softmax probabilities, shape (N, Nc): predict_proba(p, idx) to rounding.
 
         Pairs the cache lacks are multiplied together, one product per slot over
-        its distinct missing rows. Calls on one Precomputed from several Python
-        threads take turns (the misses are numbered in its table)."""
+        its distinct missing rows. From PLAIN_MIN_ROWS rows on, the rows are
+        predict_proba's own (the plain path is then as fast or faster: never slower
+        by construction). Calls on one Precomputed from several Python threads take
+        turns (the misses are numbered in its table)."""
+        try:
+            rows = len(idx)
+        except TypeError:
+            rows = 0          # (refused by the checks below)
+        if rows >= PLAIN_MIN_ROWS:
+            return _api.predict_proba(self.p, idx)
         _, ws, n = prepare_batch(self.p, idx, None, writeable=False)
-        p, d = self.p, self.p.L.shape[1]
+        p = self.p
+        threads = threads_for_step()
         with self._lock, _single_threaded_blas:
             items = n * self.cache_pos.shape[0]
             if self._miss_row.shape[0] < items:
@@ -108,17 +127,20 @@ class Precomputed:
             n_miss = _kernels.number_misses(ws.idx, n, self.cache_pos, self._miss_row,
                                             self._miss_offsets)
             try:
-                if self._missed.shape[0] < n_miss:   # grown by a quarter: no regrowth
-                    rows = n_miss + n_miss // 4
-                    self._miss_x = np.empty((rows, d), self.table.dtype)
-                    self._missed = np.empty((rows, self.table.shape[1]), self.table.dtype)
+                self._room_for_misses(n_miss)
             except BaseException:   # (MemoryError) the table must not keep the numbering
                 self.cache_pos[self.cache_pos < -1] = -1
                 raise
             _kernels.precomputed_proba(p.L, p.W, p.b1, p.U, p.b2, ws.idx, n, self.cache_pos,
                                        self.table, self._miss_row, self._miss_offsets,
-                                       self._miss_x, self._missed, ws, threads_for_step())
+                                       self._miss_x, self._missed, ws, threads)
             return ws.theta.copy()
+
+    def _room_for_misses(self, n_miss: int) -> None:
+        if self._missed.shape[0] < n_miss:   # grown by a quarter: no regrowth
+            rows = n_miss + n_miss // 4
+            self._miss_x = np.empty((rows, self.p.L.shape[1]), self.table.dtype)
+            self._missed = np.empty((rows, self.table.shape[1]), self.table.dtype)
 
     def predict(self, idx) -> np.ndarray:
         """The most probable class of each row, shape (N,)."""

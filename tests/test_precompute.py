@@ -67,3 +67,18 @@ def test_refresh_follows_the_parameters_in_place():
     np.testing.assert_allclose(pre.predict_proba(idx), fastgrad.predict_proba(p, idx),
                                rtol=1e-12, atol=1e-14)
     assert not np.allclose(stale, pre.predict_proba(idx))
+
+
+def test_large_batches_take_the_plain_path():
+    import numpy as np
+    import fastgrad
+    from fastgrad._precompute import PLAIN_MIN_ROWS
+    p = fastgrad.init_params(500, 4, 5, 12, 3, dtype=np.float32, seed=4)
+    idx = np.random.default_rng(4).integers(0, 500, (PLAIN_MIN_ROWS, 4))
+    pre = fastgrad.precompute(p, np.arange(50))
+    np.testing.assert_array_equal(pre.predict_proba(idx), fastgrad.predict_proba(p, idx))
+    small = pre.predict_proba(idx[:PLAIN_MIN_ROWS - 1])
+    np.testing.assert_allclose(small, fastgrad.predict_proba(p, idx[:PLAIN_MIN_ROWS - 1]),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="vocabulary"):
+        pre.predict_proba(np.full((PLAIN_MIN_ROWS, 4), 500))
