@@ -382,3 +382,20 @@ def test_only_the_word_attached_to_root_is_labelled_root(trained):
     trees = [conllu_tree(" ".join(s.forms)) for s in gold]
     predict = untrained._predictor()
     assert parse(predict, trees, model.vocab) == parse_in_python(predict, trees, model.vocab)
+
+
+def test_each_tag_slot_caches_its_own_column_only(tmp_path):
+    from fastgrad.parser.model import Treebank
+    text = ("1\tthe\tthe\tDET\tDT\tDefinite=Def\t2\tdet\t_\t_\n"
+            "2\tdog\tdog\tNOUN\tNN\tNumber=Sing\t0\troot\t_\t_\n")
+    path = tmp_path / "t.conllu"
+    path.write_text(text, encoding="utf-8")
+    columns = ["upos", "xpos", "feats"]
+    vocab = Vocabulary(Treebank.read(str(path)).trees(columns), min_count=1,
+                       tag_columns=columns)
+    rows = vocab.rows_to_cache()
+    names = [[vocab.tags[r - vocab.n_words] for r in rows[18 + 18 * c]] for c in range(3)]
+    assert names[0][3:] == ["DET", "NOUN"] or sorted(names[0][3:]) == ["DET", "NOUN"]
+    assert sorted(names[1][3:]) == ["xpos=DT", "xpos=NN"]
+    assert sorted(names[2][3:]) == ["feats=Definite=Def", "feats=Number=Sing"]
+    assert all(n[:3] == ["<NULL>", "<ROOT>", "<UNK>"] for n in names)

@@ -119,10 +119,19 @@ class Vocabulary:
 
     def rows_to_cache(self, top_words: int = 1000, top_tags: int = 256) -> list[np.ndarray]:
         """Per feature slot, the rows a parser caches: the top_words most frequent
-        words, the top_tags most frequent tags (every UPOS tag; FEATS columns have
-        hundreds of rare values), every label (Chen & Manning cache the 10,000 most
-        frequent words); words and tags are numbered most frequent first."""
+        words, each tag column's top_tags most frequent values (every UPOS tag; FEATS
+        columns have hundreds of rare values) with the NULL, ROOT and UNK entries, every
+        label (Chen & Manning cache the 10,000 most frequent words); words and tags are
+        numbered most frequent first. A tag slot caches only its own column's values:
+        no other value can reach it (encode_all and encode_chunk look a column's values
+        up under its prefix), and a smaller table stays in cache."""
         frequent = np.arange(min(self.n_words, 3 + top_words))
-        tags = np.arange(self.n_words, self.n_words + min(self.n_tags, 3 + top_tags))
         labels = np.arange(self.n_words + self.n_tags, self.size)
-        return [frequent] * 18 + [tags] * (18 * len(self.tag_columns)) + [labels] * 12
+        prefixes = [name + "=" for name in self.tag_columns[1:]]
+        columns = []
+        for c, name in enumerate(self.tag_columns):
+            mine = [k for k, tag in enumerate(self.tags[3:], start=3)
+                    if (tag.startswith(prefixes[c - 1]) if c > 0
+                        else not any(tag.startswith(x) for x in prefixes))]
+            columns.append(self.n_words + np.array([0, 1, 2] + mine[:top_tags], np.int64))
+        return [frequent] * 18 + [c for c in columns for _ in range(18)] + [labels] * 12
