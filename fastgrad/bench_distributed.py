@@ -90,16 +90,27 @@ def run(comm, configs, rows_per_rank: int, rounds: int, steps: int, dtype) -> li
             worst = comm.allreduce(statistics.median(times), op=MPI.MAX)
             return worst, reports
 
-        samples = {"1x1": [], f"1x{size}": [], "weak": [], "strong": []}
+        def side_by_side():
+            """Every rank steps alone on its own rows at the same time (the fair
+            baseline: as many independent processes as ranks, all cores busy)."""
+            local_p = fastgrad.Params(*(a.copy() for a in p))
+            local_o = fastgrad.AdaGrad(local_p, lr=0.01)
+            comm.Barrier()
+            times = _steps(lambda: fastgrad.train_step(local_p, idx[lo:hi], y[lo:hi], local_o),
+                           steps)
+            return comm.allreduce(statistics.median(times), op=MPI.MAX)
+
+        samples = {"1x1": [], f"1x{size}": [], "weak": [], "strong": [], "independent": []}
         reports = {"weak": [], "strong": []}
         fastgrad.set_num_threads(1)
         for _ in range(rounds + 1):   # the first round warms up and is dropped
             r1 = _alone(comm, one_process(rows_per_rank, 1))
             rp = _alone(comm, one_process(rows_per_rank * size, size))
+            independent = side_by_side()
             weak, weak_reports = distributed(lo, hi)
             strong, strong_reports = distributed(slo, shi)
             for key, value in (("1x1", r1), (f"1x{size}", rp), ("weak", weak),
-                               ("strong", strong)):
+                               ("strong", strong), ("independent", independent)):
                 samples[key].append(value)
             reports["weak"] += weak_reports
             reports["strong"] += strong_reports
@@ -107,6 +118,7 @@ def run(comm, configs, rows_per_rank: int, rounds: int, steps: int, dtype) -> li
         row = {"config": name, "ranks": size, "rows_per_rank": rows_per_rank,
                **{f"{k}_ms": 1e3 * v for k, v in medians.items()},
                "weak_efficiency": medians["1x1"] / medians["weak"],
+               "fair_efficiency": medians["independent"] / medians["weak"],
                "strong_efficiency": medians["1x1"] / (size * medians["strong"]),
                "ranks_vs_threads": medians[f"1x{size}"] / medians["weak"]}
         for kind in ("weak", "strong"):
@@ -118,6 +130,9 @@ def run(comm, configs, rows_per_rank: int, rounds: int, steps: int, dtype) -> li
             row[f"{kind}_bytes_dense"] = last[-1].bytes_dense
             row[f"{kind}_bytes_embedding"] = last[-1].bytes_embedding
             row[f"{kind}_touched_rows"] = last[-1].touched_rows
+            row[f"{kind}_phases_ms"] = {
+                phase: 1e3 * statistics.median(r.phases[phase] for r in last)
+                for phase in fd.STEP_PHASES}
         results.append(row)
     return results
 
@@ -131,9 +146,20 @@ def format_table(results) -> str:
             f"1x{p} on {p}N {r[f'1x{p}_ms']:.2f} ms | {p}x1 weak {r['weak_ms']:.2f} ms "
             f"(compute {r['weak_compute_ms']:.2f}, exchange {r['weak_exchange_ms']:.2f}; "
             f"{r['weak_exchange']}, dense {r['weak_bytes_dense'] / 1e6:.2f} MB + L "
-            f"{r['weak_bytes_embedding'] / 1e6:.2f} MB sent) eff {r['weak_efficiency']:.2f} | "
+            f"{r['weak_bytes_embedding'] / 1e6:.2f} MB sent) eff {r['weak_efficiency']:.2f}, "
+            f"fair eff {r['fair_efficiency']:.2f} ({p} independent processes "
+            f"{r['independent_ms']:.2f} ms) | "
             f"{p}x1 vs 1x{p}: {r['ranks_vs_threads']:.2f}x | "
             f"strong {r['strong_ms']:.2f} ms eff {r['strong_efficiency']:.2f}")
+    lines += ["", "weak-scaling step, phase by phase (ms, medians of rank 0's steps):",
+              "| config | " + " | ".join(fd.STEP_PHASES) + " | sum | exchange, bytes sent |",
+              "|---|" + "---|" * (len(fd.STEP_PHASES) + 2)]
+    for r in results:
+        phases = r["weak_phases_ms"]
+        lines.append(f"| {r['config']} | " + " | ".join(f"{phases[k]:.2f}" for k in fd.STEP_PHASES)
+                     + f" | {sum(phases.values()):.2f} | {r['weak_exchange']}, dense "
+                     f"{r['weak_bytes_dense'] / 1e6:.2f} MB + L "
+                     f"{r['weak_bytes_embedding'] / 1e6:.2f} MB |")
     return "\n".join(lines)
 
 

@@ -71,8 +71,9 @@ class StepReport(NamedTuple):
     bytes_dense: int          # size of the dense gradient buffer allreduced
     bytes_embedding: int      # bytes this rank sent for the embedding gradient (model)
     seconds_compute: float    # forward and backward on the shard
-    seconds_exchange: float   # every collective of the step
+    seconds_exchange: float   # every collective of the step after the compute
     correct: int              # rows of the global batch the model got right before the update
+    phases: dict = {}         # seconds of each part of the step (STEP_PHASES), in order
 
 
 _last: list[StepReport | None] = [None]
@@ -146,6 +147,26 @@ def _agree(comm, error: BaseException | None, signature) -> list:
                 raise cls(f"rank {rank}: {message}") from error
             raise cls(f"rank {rank}: {message}")
     return [sig for _, sig in everyone]
+
+
+def _agree_on_call(comm, error, n_rows: int, common) -> list[int]:
+    """train_step's agreement: every rank's shard size, once every rank is good and
+    all make the same call. The usual case is one fixed-size numeric allgather (a
+    verdict, the shard's rows and a 64-bit digest of the call) rather than pickled
+    Python objects; when a rank failed or the digests differ, every rank (seeing the
+    same gathered numbers) goes on to the pickled agreement, which raises the same
+    error, naming the rank and what differs, everywhere."""
+    digest = int.from_bytes(hashlib.blake2b(repr(common).encode(), digest_size=8).digest(),
+                            "little", signed=True)
+    mine = np.array([error is not None, n_rows, digest], np.int64)
+    everyone = np.empty((comm.Get_size(), 3), np.int64)
+    comm.Allgather(mine, everyone)
+    if everyone[:, 0].any() or (everyone[:, 2] != everyone[0, 2]).any():
+        signatures = _agree(comm, error, (n_rows, common))
+        _same_everywhere([sig[1] for sig in signatures], "the call (model shape, optimizer "
+                         "and its steps, dropout, l2, rng, exchange)")
+        raise RuntimeError("the ranks' calls differ in a way the agreement cannot name")
+    return [int(k) for k in everyone[:, 1]]
 
 
 def _same_everywhere(signatures: list, what: str) -> None:
@@ -317,6 +338,7 @@ def train_step(p, idx, y, opt: Optimizer, comm, *, dropout: float = 0.0, l2: flo
         Bad input on any rank raises the same error on every rank, and a non-finite
         loss raises FloatingPointError everywhere; then nothing is written anywhere.
     """
+    started = time.perf_counter()
     MPI = _mpi()
     rank, size = _check_comm(comm)
     error, shape, prepared, generator = None, None, None, None
@@ -331,10 +353,7 @@ def train_step(p, idx, y, opt: Optimizer, comm, *, dropout: float = 0.0, l2: flo
         hashlib.sha256(repr(generator.bit_generator.state).encode()).hexdigest()[:16]
     common = (shape, _opt_signature(opt) if isinstance(opt, Optimizer) else None,
               dropout, l2, rng_state, exchange)
-    signatures = _agree(comm, error, (n_rows, common))
-    _same_everywhere([sig[1] for sig in signatures],
-                     "the call (model shape, optimizer and its steps, dropout, l2, rng, exchange)")
-    counts = [sig[0] for sig in signatures]
+    counts = _agree_on_call(comm, error, n_rows, common)
     global_rows = sum(counts)
     if global_rows == 0:
         raise ValueError("the global batch is empty (every rank's shard has 0 rows)")
@@ -342,7 +361,8 @@ def train_step(p, idx, y, opt: Optimizer, comm, *, dropout: float = 0.0, l2: flo
     p = Params(*p)
     buf = buffers_for(shape)
     lo = sum(counts[:rank])
-    clock = _Clock()
+    clock = _Clock(started)
+    clock.lap("check and agree")
 
     keep = 1.0
     if dropout > 0:
@@ -351,6 +371,7 @@ def train_step(p, idx, y, opt: Optimizer, comm, *, dropout: float = 0.0, l2: flo
         generator.random(out=draws[:global_rows], dtype=draws.dtype)
         if prepared is not None:
             np.copyto(prepared.ws.dropout_draws(), draws[lo:lo + n_rows])
+    clock.lap("dropout draws")
 
     # ---- forward and backward on the shard ----
     k_rows, loss, correct = 0, 0.0, 0
@@ -384,11 +405,13 @@ def train_step(p, idx, y, opt: Optimizer, comm, *, dropout: float = 0.0, l2: flo
     if exchange == "auto":
         exchange = choose_exchange(size, shape.n_vocab, shape.embed_dim,
                                    shape.dtype.itemsize, touched)
+    clock.lap("loss and counts")
 
     # ---- sum the gradients over the ranks ----
     comm.Allreduce(MPI.IN_PLACE, dense, op=MPI.SUM)
+    clock.lap("dense allreduce")
     rows, values, sent = exchange_rows(comm, MPI, exchange, buf, my_rows, my_values, touched)
-    clock.lap("exchange")
+    clock.lap("row exchange")
 
     # ---- the same update on every rank ----
     with _ParamsWriteLock(p):
@@ -397,19 +420,28 @@ def train_step(p, idx, y, opt: Optimizer, comm, *, dropout: float = 0.0, l2: flo
         opt.steps += 1
     if prepared is None:
         buf.zero_dense.fill(0)   # the allreduce wrote the sums into it
+    clock.lap("update")
+    sec = clock.seconds
     _last[0] = StepReport(global_rows, n_rows, exchange, len(rows),
-                          dense.nbytes, sent, clock.seconds["compute"],
-                          clock.seconds["exchange"], int(np.sum(everyone[:, 2])))
+                          dense.nbytes, sent, sec["compute"],
+                          sec["loss and counts"] + sec["dense allreduce"] + sec["row exchange"],
+                          int(np.sum(everyone[:, 2])), dict(sec))
     return global_loss
+
+
+# The parts of a distributed step, in order (StepReport.phases; fastgrad bench
+# --distributed prints their medians).
+STEP_PHASES = ("check and agree", "dropout draws", "compute", "loss and counts",
+               "dense allreduce", "row exchange", "update")
 
 
 class _Clock:
     """Seconds of a step billed to its parts, for the StepReport."""
 
-    def __init__(self):
+    def __init__(self, start: float):
         self._now = time.perf_counter
-        self._t = self._now()
-        self.seconds = {"compute": 0.0, "exchange": 0.0}
+        self._t = start
+        self.seconds = dict.fromkeys(STEP_PHASES, 0.0)
 
     def lap(self, what: str) -> None:
         t = self._now()
