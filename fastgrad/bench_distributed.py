@@ -7,11 +7,14 @@ after round (so every measurement sees the same machine noise), it times:
 * ``1x1``: rank 0 alone, one thread, on N rows (the other ranks wait, asleep);
 * ``1xP``: rank 0 alone, P threads, on the global batch of P·N rows;
 * ``Px1 weak``: P ranks of one thread, N rows each (global batch P·N);
-* ``Px1 strong``: P ranks of one thread on a global batch of N rows (N/P each).
+* ``Px1 strong``: P ranks of one thread on a global batch of N rows (N/P each);
+* ``independent``: every rank alone on its own N rows, all at the same time (P
+  independent processes, every core busy: the fair baseline of a distributed step).
 
 and reports the median step, compute and exchange time per step, bytes moved,
-and parallel efficiency: weak T(1x1, N) / T(Px1, N each); strong
-T(1x1, N) / (P · T(Px1, N/P each)).
+and parallel efficiency: weak T(1x1, N) / T(Px1, N each); fair T(independent) /
+T(Px1, N each); strong T(1x1, N) / (P · T(Px1, N/P each)); then the weak step phase
+by phase (fastgrad.distributed.STEP_PHASES).
 """
 
 from __future__ import annotations
