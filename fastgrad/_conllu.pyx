@@ -105,10 +105,6 @@ cdef class Chunk:
         """Words per sentence (int32)."""
         return np.diff(self.sentence_words).astype(np.int32)
 
-    def line_text(self, Py_ssize_t k):
-        """Kept line k, decoded."""
-        return self.data[self.line_start[k]:self.line_end[k]].decode("utf-8")
-
     def column(self, int column):
         """The values of one column (0 = ID ... 9 = MISC) of every word, as str."""
         cdef const int64_t[:, ::1] start = self.column_start
@@ -256,10 +252,10 @@ def scan(bytes data, Py_ssize_t begin, int64_t first_line, bint need_tree, bint 
     cdef uint8_t[::1] db = deprel_blank
     cdef int64_t[::1] sl = sentence_lines, sw = sentence_words
     cdef Py_ssize_t n_kept = 0, n_words = 0, n_sent = 0
-    cdef Py_ssize_t sent_line0 = 0, sent_word0 = 0        # the open sentence's first line, word
+    cdef Py_ssize_t sent_word0 = 0        # the open sentence's first word
     cdef int64_t sent_first_no = 0, line_no = first_line - 1
     cdef Py_ssize_t consumed = begin, consumed_lines = 0, lines_read = 0
-    cdef int code = OK, tabs, col
+    cdef int code = OK, tabs
     cdef int64_t a = 0, b = 0, err_line = 0, v, err_word = -1
     cdef bint open_sentence = False, complete
     cdef Chunk chunk
@@ -306,7 +302,6 @@ def scan(bytes data, Py_ssize_t begin, int64_t first_line, bint need_tree, bint 
             else:
                 if not open_sentence:
                     open_sentence = True
-                    sent_line0 = n_kept
                     sent_word0 = n_words
                     sent_first_no = line_no
                 ls[n_kept] = p
@@ -394,7 +389,7 @@ cdef int _finish(Py_ssize_t w0, Py_ssize_t w1, int64_t first_no, bint need_tree,
                  int64_t* word) noexcept nogil:
     """The checks of a sentence's HEADs once all its words are read (its words are
     w0 .. w1-1): the order and the messages of conllu._finish in Python before."""
-    cdef Py_ssize_t n = w1 - w0, k, at, nxt
+    cdef Py_ssize_t n = w1 - w0, k, at
     cdef int64_t roots = 0, second_root = -1
     if n == 0:
         line[0] = first_no
