@@ -268,7 +268,7 @@ def test_outputs_write_through_links_fifos_and_devices(trained, tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     got = []
-    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
     reader.start()
     assert cli.main(["parse", "--model", model_path, dev, "-o", str(fifo)]) == 0
     reader.join(timeout=60)
