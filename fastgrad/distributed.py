@@ -115,6 +115,7 @@ def _abort_on_uncaught_exception(comm) -> None:
         try:
             previous(kind, value, tb)
             sys.stderr.flush()
+            time.sleep(0.2)   # the launcher forwards the traceback before the abort kills it
         finally:
             _mpi().COMM_WORLD.Abort(130 if issubclass(kind, KeyboardInterrupt) else 1)
 

@@ -31,5 +31,7 @@ def test_an_uncaught_exception_on_one_rank_ends_the_job(tmp_path, error, code):
     out = subprocess.run([mpiexec(), "-n", "2", sys.executable, str(script)],
                          capture_output=True, text=True, timeout=120, cwd="/",
                          env=dict(os.environ, PYTHONPATH=""))
-    assert out.returncode != 0
-    assert error.split("(")[0] in out.stderr and "MPI_Abort" in out.stderr
+    # the abort's own code, within the timeout (without the hook rank 0 waits for ever);
+    # the traceback usually reaches stderr too, but an abort may cut the launcher's
+    # forwarding of it short, so it is not asserted
+    assert out.returncode == code, (out.returncode, out.stderr)
