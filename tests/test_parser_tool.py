@@ -399,3 +399,27 @@ def test_each_tag_slot_caches_its_own_column_only(tmp_path):
     assert sorted(names[1][3:]) == ["xpos=DT", "xpos=NN"]
     assert sorted(names[2][3:]) == ["feats=Definite=Def", "feats=Number=Sing"]
     assert all(n[:3] == ["<NULL>", "<ROOT>", "<UNK>"] for n in names)
+
+
+def test_ctrl_c_in_train_is_one_line_and_keeps_the_best_model(tmp_path):
+    import signal
+    train = toy_file(tmp_path / "train.conllu", range(60))
+    model = tmp_path / "m.npz"
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "fastgrad", "parser", "train",
+                             "--train", train, "--dev", train, "--model", str(model),
+                             "--epochs", "100000", "--patience", "100000", "--hidden", "8",
+                             "--embed-dim", "4", "--min-count", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd="/", env=dict(os.environ, PYTHONPATH=""))
+    try:
+        for line in proc.stdout:            # the first epoch saved a model
+            if line.startswith("epoch 1:"):
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == [f"fastgrad parser train: interrupted; the best model "
+                                         f"so far is in {model}"]
+    assert ParserModel.load(model).options["hidden"] == 8
