@@ -50,15 +50,8 @@ def trained(tmp_path_factory):
 
 
 def test_read_keeps_every_line_and_writes_it_back(tmp_path):
-    text = ("# newdoc\n# text = Vámonos al mar\n"
-            "1-2\tVámonos\t_\t_\t_\t_\t_\t_\t_\t_\n"
-            "1\tVamos\tir\tVERB\t_\t_\t0\troot\t_\t_\n"
-            "2\tnos\tnosotros\tPRON\t_\t_\t1\tobj\t_\t_\n"
-            "2.1\tx\t_\t_\t_\t_\t_\t_\t_\t_\n"
-            "3-4\tal\t_\t_\t_\t_\t_\t_\t_\t_\n"
-            "3\ta\ta\tADP\t_\t_\t5\tcase\t_\t_\n"
-            "4\tel\tel\tDET\t_\t_\t5\tdet\t_\t_\n"
-            "5\tmar\tmar\tNOUN\t_\t_\t1\tobl\t_\tSpaceAfter=No")   # no final newline at all
+    from test_conllu import SENTENCE   # comments, 1-2, 2.1, 3-4 and words
+    text = SENTENCE.rstrip("\n")       # no final newline at all
     [s] = conllu.parse_text(text, need_tree=True)
     assert s.forms == ["Vamos", "nos", "a", "el", "mar"] and s.heads == [0, 1, 5, 5, 1]
     out = tmp_path / "out.conllu"
