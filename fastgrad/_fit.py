@@ -107,7 +107,7 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
         error = err
     if comm is not None:   # every rank's verdict and arguments, before any other collective
         _agree_on_arguments(comm, error, epochs, batch_size, dropout, l2, shuffle_seed,
-                            checkpoint_every, checkpoint, resume, path, validation, progress)
+                            checkpoint_every, checkpoint, resume, path, validation)
     n = idx.shape[0]
     step = _train_step
     if comm is not None:
@@ -183,7 +183,7 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
 
 
 def _agree_on_arguments(comm, error, epochs, batch_size, dropout, l2, shuffle_seed,
-                        checkpoint_every, checkpoint, resume, path, validation, progress):
+                        checkpoint_every, checkpoint, resume, path, validation):
     """Under MPI: a rank whose arguments failed its checks fails every rank, and the
     arguments that must match (all but progress and the file names) must match,
     before fit enters any collective that could wait forever."""

@@ -356,7 +356,8 @@ def test_damaged_parser_metadata_is_one_line(trained, tmp_path, damage):
         ParserModel.load(bad)
     out = subprocess.run([sys.executable, "-m", "fastgrad", "parser", "parse", "--model",
                           str(bad), dev, "-o", str(tmp_path / "o.conllu")],
-                         capture_output=True, text=True, cwd="/", env=dict(os.environ, PYTHONPATH=""))
+                         capture_output=True, text=True, cwd="/",
+                         env=dict(os.environ, PYTHONPATH=""))
     assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
 
 

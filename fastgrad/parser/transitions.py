@@ -17,8 +17,8 @@ import numpy as np
 from fastgrad.parser.vocab import NULL, Vocabulary
 
 __all__ = ["Tree", "N_FEATURES", "State", "oracle", "features", "is_projective",
-           "gold_sequence", "Instances", "make_instances", "make_instances_in_python", "parse", "parse_encoded",
-           "parse_in_python"]
+           "gold_sequence", "Instances", "make_instances", "make_instances_in_python", "parse",
+           "parse_encoded", "parse_in_python", "root_label"]
 
 
 class Tree(NamedTuple):
