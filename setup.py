@@ -67,9 +67,10 @@ extensions = [
                        ("FASTGRAD_OPENMP", "1" if openmp_compile else "0")],
         extra_compile_args=optimize + openmp_compile,
         extra_link_args=openmp_link,
-        depends=["fastgrad/_constants.h", "fastgrad/_row_loops.h", "fastgrad/_blas_pointers.h"],
+        depends=["fastgrad/_constants.h", "fastgrad/_row_loops.h", "fastgrad/_blas_pointers.h",
+                 "fastgrad/_skipgram.h"],
     )
-    for name in ("_kernels", "_grouping", "_workspace", "_arc_standard", "_conllu")
+    for name in ("_kernels", "_grouping", "_workspace", "_arc_standard", "_conllu", "_skipgram")
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

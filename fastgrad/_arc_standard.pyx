@@ -34,6 +34,41 @@ cdef enum:
     MAX_FEATURES = 256   # a state's features are built on the stack
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef bint _crossing_free(const int32_t* heads, int32_t n) noexcept nogil:
+    """Whether no two arcs d → heads[d - 1] (words d = 1..n, 0: ROOT) cross."""
+    cdef int32_t d, e, a, b, c, f
+    for d in range(1, n + 1):
+        a = min(d, heads[d - 1])
+        b = max(d, heads[d - 1])
+        for e in range(1, n + 1):
+            c = min(e, heads[e - 1])
+            f = max(e, heads[e - 1])
+            if a < c < b < f:
+                return False
+    return True
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def projective_trees(const int32_t[::1] heads, const int32_t[::1] lengths):
+    """Per sentence, whether its tree is projective (no two arcs cross, the root's
+    arc from position 0 included). heads: 1-based per sentence (0: ROOT), the
+    sentences' words one after another, lengths words each."""
+    cdef Py_ssize_t i, at = 0, n_sent = lengths.shape[0]
+    out = np.ones(n_sent, np.uint8)
+    cdef uint8_t[::1] result = out
+    if np.asarray(lengths).sum() != heads.shape[0] or (n_sent and np.asarray(lengths).min() < 0):
+        raise ValueError("lengths must add up to the number of heads")
+    with nogil:
+        for i in range(n_sent):
+            if lengths[i] > 0:
+                result[i] = _crossing_free(&heads[at], lengths[i])
+            at += lengths[i]
+    return out.view(bool)
+
+
 cdef class ArcStandardBatch:
     """States of a batch of sentences, parsed together (see the module's notes)."""
 
@@ -239,33 +274,17 @@ cdef class ArcStandardBatch:
                                                  &out_y[first_row[i]])
         return np.flatnonzero(np.asarray(failed))
 
-    @cython.boundscheck(False)
-    @cython.wraparound(False)
     def projective(self, const int32_t[::1] gold_head):
         """Per sentence, whether no two of its gold arcs cross (the root's arc from
         position 0 included; transitions.is_projective's test)."""
         cdef Py_ssize_t i, n_sent = self.length.shape[0]
-        cdef int32_t base, n, d, e, a, b, c, f
-        cdef bint ok
         out = np.ones(n_sent, np.uint8)
         cdef uint8_t[::1] result = out
         if gold_head.shape[0] != self.head.shape[0]:
             raise ValueError("gold_head does not fit the batch")
         with nogil:
             for i in range(n_sent):
-                base, n, ok = self.start[i], self.length[i], True
-                for d in range(1, n + 1):
-                    a = min(d, gold_head[base + d])
-                    b = max(d, gold_head[base + d])
-                    for e in range(1, n + 1):
-                        c = min(e, gold_head[base + e])
-                        f = max(e, gold_head[base + e])
-                        if a < c < b < f:
-                            ok = False
-                            break
-                    if not ok:
-                        break
-                result[i] = ok
+                result[i] = _crossing_free(&gold_head[self.start[i] + 1], self.length[i])
         return out.view(bool)
 
     cdef bint _derive(self, int32_t i, const int32_t* gold_head, const int32_t* gold_label,

@@ -30,7 +30,22 @@ def _train_parser(sub) -> None:
     t.add_argument("--dev", required=True, metavar="FILE.conllu")
     t.add_argument("--model", required=True, metavar="OUT", help="the model file to write")
     t.add_argument("--embeddings", metavar="FILE",
-                   help="word2vec text format: initial rows of L for the words it has")
+                   help="word2vec text format: initial rows of L for the words it has "
+                        "(instead of the skip-gram vectors trained here)")
+    t.add_argument("--word-vectors", choices=["skipgram", "none"], default="skipgram",
+                   help="skipgram (default): the word rows of L start from skip-gram vectors "
+                        "trained on the training file's forms (and --raw-text); none: random")
+    t.add_argument("--raw-text", metavar="FILE", default=None,
+                   help="more text for the skip-gram vectors: UTF-8, one sentence a line, "
+                        "words separated by spaces (streamed)")
+    t.add_argument("--skipgram-epochs", type=positive_int, default=15,
+                   help="passes over the text for the word vectors (default 15)")
+    t.add_argument("--skipgram-window", type=positive_int, default=5,
+                   help="the skip-gram's largest context distance (default 5)")
+    t.add_argument("--nonprojective", choices=["lift", "skip"], default="lift",
+                   help="lift (default): train on non-projective trees made projective "
+                        "and output non-projective parses (pseudo-projective parsing); "
+                        "skip: leave them out, output projective trees")
     add_training_options(t, epochs=20)
     t.add_argument("--patience", type=positive_int, default=5,
                    help="stop after this many epochs without a better dev LAS (default 5)")
@@ -104,6 +119,7 @@ def run(args, log, comm=None) -> int:
     from fastgrad.parser import conllu
     from fastgrad.parser.model import ParserModel, ParserModelError, train
     from fastgrad.parser.scoring import attachment_scores
+    from fastgrad.parser.word_vectors import SkipGramOptions
 
     if args.command == "train":
         for data in (args.train, args.dev):
@@ -115,7 +131,11 @@ def run(args, log, comm=None) -> int:
                         lr=args.lr, batch_size=args.batch_size, dropout=args.dropout,
                         l2=args.l2, seed=args.seed, min_count=args.min_count,
                         embeddings=args.embeddings, patience=args.patience,
-                        tag_columns=args.tag_columns, threads=args.threads, comm=comm,
+                        tag_columns=args.tag_columns, threads=args.threads,
+                        nonprojective=args.nonprojective, word_vectors=args.word_vectors,
+                        raw_text=args.raw_text,
+                        skipgram=SkipGramOptions(epochs=args.skipgram_epochs,
+                                                 window=args.skipgram_window), comm=comm,
                         log=(lambda _: None) if args.quiet else log)
         if comm is None or comm.Get_rank() == 0:
             log(f"best epoch {summary['best_epoch']}: dev UAS {summary['dev']['uas']:.2f} "

@@ -17,16 +17,22 @@ import numpy as np
 
 import fastgrad
 from fastgrad.parser import conllu
+from fastgrad.parser.projectivize import SEPARATOR, Lowering, projectivize_trees
 from fastgrad.parser.scoring import score_arrays
 from fastgrad.parser.transitions import Tree, make_instances, parse, parse_encoded
 from fastgrad.parser.vocab import Vocabulary
+from fastgrad.parser.word_vectors import SkipGramOptions, train_word_vectors
 
 __all__ = ["ParserModel", "ParserModelError", "train", "read_embeddings", "to_tree",
            "init_like_paper", "make_optimizer",
            "PARSER_FORMAT", "PARSER_FORMAT_VERSION"]
 
 PARSER_FORMAT = "fastgrad-parser"
-PARSER_FORMAT_VERSION = 1
+# 2: labels may carry pseudo-projective decorations (a||b), lowered after parsing;
+# options record how non-projective trees and word vectors were handled. Version 1
+# files (no decorations) still load.
+PARSER_FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
 
 
 def feature_layout(vocab: Vocabulary) -> dict:
@@ -102,27 +108,85 @@ def available_tag_columns(sentences) -> list:
     return chosen
 
 
+NONPROJECTIVE = ("lift", "skip")
+WORD_VECTORS = ("skipgram", "none")
+
+
+class _Setup(NamedTuple):
+    vocab: Vocabulary
+    data: object          # transitions.Instances
+    p: fastgrad.Params
+    opt: object
+    dev_score: "_DevScorer"
+    threads: int
+    tag_columns: list
+    n_lifted: int         # non-projective training trees lifted
+    vectors_note: str     # for the progress line
+    vectors_meta: dict    # for the model file
+
+
 def _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim, hidden,
-             seed, embeddings, optimizer, lr, threads, comm):
+             seed, embeddings, optimizer, lr, threads, comm, nonprojective, word_vectors,
+             raw_text, skipgram):
     """What train needs before its first epoch (the same on every rank)."""
     from fastgrad import _threads
+    from fastgrad._arc_standard import projective_trees
 
+    if nonprojective not in NONPROJECTIVE:
+        raise ValueError(f"nonprojective must be one of {NONPROJECTIVE}, got {nonprojective!r}")
+    if word_vectors not in WORD_VECTORS:
+        raise ValueError(f"word_vectors must be one of {WORD_VECTORS}, got {word_vectors!r}")
+    if raw_text is not None and (embeddings is not None or word_vectors != "skipgram"):
+        raise ValueError("raw text feeds the skip-gram word vectors, which embeddings (or "
+                         "word vectors 'none') replace: give one or the other")
     if threads is None:
         threads = max(1, _threads.usable_cores() // (1 if comm is None
                                                      else _threads.local_processes()))
     train_bank, dev_bank = Treebank.read(train_sentences), Treebank.read(dev_sentences)
     if tag_columns is None:
         tag_columns = available_tag_columns(train_bank)
-    trees = train_bank.trees(tag_columns)
-    vocab = Vocabulary(trees, min_count=min_count, tag_columns=tag_columns)
+    trees, lifted = train_bank.trees(tag_columns), []
+    if nonprojective == "lift":
+        marked = next((k for k, lab in enumerate(train_bank.columns[conllu.DEPREL])
+                       if SEPARATOR in lab), None)
+        if marked is not None:
+            raise ValueError(f"a training DEPREL holds {SEPARATOR!r} "
+                             f"({train_bank.columns[conllu.DEPREL][marked]!r}), which lifting "
+                             "non-projective trees writes into labels: skip them instead")
+        trees, lifted = projectivize_trees(
+            trees, projective_trees(train_bank.heads, train_bank.lengths))
+    vectors = None
+    if embeddings is None and word_vectors == "skipgram":
+        vectors = train_word_vectors(train_bank.columns[conllu.FORM],
+                                     train_bank.lengths.tolist(), embed_dim,
+                                     raw_text=raw_text, seed=seed, options=skipgram)
+    vocab = Vocabulary(trees, min_count=min_count, tag_columns=tag_columns,
+                       extra_words=() if vectors is None else vectors.words)
     data = make_instances(trees, vocab, n_threads=threads)
     if len(data.y) == 0:
         raise ValueError("no training sentence is projective: the arc-standard oracle has "
                          "nothing to learn from")
     p = init_like_paper(vocab, embed_dim, hidden, seed)
-    found = read_embeddings(embeddings, vocab, p.L) if embeddings is not None else None
+    if embeddings is not None:
+        found = read_embeddings(embeddings, vocab, p.L)
+        note = f"{found} words from {os.fspath(embeddings)}"
+        meta = {"source": "file", "path": os.fspath(embeddings), "words": found}
+    elif vectors is not None:
+        rows = np.array([vocab.word_id[w] for w in vectors.words])
+        p.L[rows] = vectors.vectors
+        note = (f"word vectors: skip-gram on {vectors.n_tokens} tokens"
+                + (f" (with {os.fspath(raw_text)})" if raw_text is not None else "")
+                + f", {len(vectors.words)} words, {skipgram.epochs} epochs in "
+                f"{vectors.seconds:.1f} s")
+        meta = {"source": "skipgram", "raw_text": None if raw_text is None
+                else os.fspath(raw_text), "words": len(vectors.words),
+                "tokens": vectors.n_tokens, **skipgram._asdict()}
+    else:
+        note, meta = "random word vectors", {"source": "none"}
     opt = make_optimizer(optimizer, p, lr)
-    return vocab, data, p, opt, found, _DevScorer(dev_bank, vocab), threads, tag_columns
+    dev_score = _DevScorer(dev_bank, vocab, Lowering(vocab.labels, nonprojective == "lift"))
+    return _Setup(vocab, data, p, opt, dev_score, threads, tag_columns,
+                  len(lifted), note, meta)
 
 
 def _evaluate_and_save(model, dev_score, best, model_path, comm):
@@ -150,13 +214,14 @@ def _evaluate_and_save(model, dev_score, best, model_path, comm):
 class _DevScorer:
     """The dev set encoded once; scores of a model's greedy parses (score_arrays)."""
 
-    def __init__(self, bank: Treebank, vocab: Vocabulary):
-        self.bank, self.vocab = bank, vocab
+    def __init__(self, bank: Treebank, vocab: Vocabulary, lowering: Lowering):
+        self.bank, self.vocab, self.lowering = bank, vocab, lowering
         self.encoded = vocab.encode_all(bank.trees(vocab.tag_columns))
 
     def __call__(self, predictor) -> dict:
         heads, labels = parse_encoded(predictor, self.vocab, *self.encoded).result_arrays()
-        names = self.vocab.labels
+        heads = self.lowering(heads, labels, self.encoded[2])
+        names = self.lowering.plain_names
         return score_arrays(self.bank.heads, self.bank.columns[conllu.DEPREL],
                             self.bank.columns[conllu.UPOS], heads,
                             [names[k] for k in labels.tolist()])
@@ -167,6 +232,8 @@ class ParserModel:
 
     def __init__(self, p: fastgrad.Params, vocab: Vocabulary, options: dict):
         self.p, self.vocab, self.options = p, vocab, dict(options)
+        # pseudo-projective labels undone (models that lifted their training trees)
+        self.lowering = Lowering(vocab.labels, self.options.get("nonprojective") == "lift")
         self._pre = self._label_names = None
 
     def _predictor(self, refresh: bool = False):
@@ -184,21 +251,24 @@ class ParserModel:
         columns = [TAG_COLUMNS[name] for name in self.vocab.tag_columns]
         encoded = self.vocab.encode_chunk(chunk, columns)
         heads, labels = parse_encoded(self._predictor(), self.vocab, *encoded).result_arrays()
+        heads = self.lowering(heads, labels, encoded[2])
         if self._label_names is None:
-            self._label_names = [name.encode("utf-8") for name in self.vocab.labels]
+            self._label_names = [name.encode("utf-8") for name in self.lowering.plain_names]
         return chunk.write_parsed(heads, labels, self._label_names)
 
     def parse(self, sentences, batch_size: int = 4096) -> list:
-        """Parsed copies of conllu.Sentences: HEAD and DEPREL filled in (one root,
-        a projective tree); every other column and line kept as it was."""
+        """Parsed copies of conllu.Sentences: HEAD and DEPREL filled in (one root;
+        projective unless the model lifts non-projective trees, then lowered); every
+        other column and line kept as it was."""
         predictor = self._predictor()
+        names = self.lowering.plain_names
         out = []
         for start in range(0, len(sentences), batch_size):
             chunk = sentences[start:start + batch_size]
             trees = [to_tree(s, self.vocab.tag_columns) for s in chunk]
-            parses = parse(predictor, trees, self.vocab)
-            for sentence, (heads, labels) in zip(chunk, parses):
-                out.append(sentence.with_tree(heads, [self.vocab.labels[k] for k in labels]))
+            for sentence, (heads, labels) in zip(chunk, parse(predictor, trees, self.vocab)):
+                heads = self.lowering(heads, labels, [len(heads)]).tolist()
+                out.append(sentence.with_tree(heads, [names[k] for k in labels]))
         return out
 
     def save(self, path) -> None:
@@ -217,9 +287,10 @@ class ParserModel:
             raise ParserModelError(f"{name} is a fastgrad model file but not a parser model "
                                    "(made by fastgrad parser train)")
         version = meta.get("format_version")
-        if version != PARSER_FORMAT_VERSION:
+        if version not in READABLE_FORMAT_VERSIONS:
             raise ParserModelError(f"{name} is a parser model of format version {version}; "
-                                   f"this fastgrad reads version {PARSER_FORMAT_VERSION}: "
+                                   f"this fastgrad reads versions "
+                                   f"{', '.join(map(str, READABLE_FORMAT_VERSIONS))}: "
                                    "train it again with this version")
         try:
             entries = meta["vocabulary"]
@@ -296,6 +367,8 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
           lr: float | None = None, batch_size: int = 256, dropout: float = 0.5,
           l2: float = 1e-8, seed: int = 0, min_count: int = 2, embeddings=None,
           patience: int | None = 5, tag_columns=None, threads: int | None = None,
+          nonprojective: str = "lift", word_vectors: str = "skipgram", raw_text=None,
+          skipgram: SkipGramOptions = SkipGramOptions(),
           comm=None, log: Callable[[str], None] = print) -> dict:
     """Train on a gold CoNLL-U file (a path, or a list of conllu.Sentences; so the
     dev set), keeping (saving to model_path) the epoch with the best dev LAS;
@@ -303,6 +376,12 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
 
     tag_columns: which of "upos", "xpos", "feats" feed tag features (18 slots each);
     None: UPOS, and XPOS and FEATS where most training words have them.
+    nonprojective: "lift" (pseudo-projective: non-projective training trees lifted,
+    decorated labels, parses lowered; fastgrad.parser.projectivize) or "skip".
+    word_vectors: "skipgram" (the word rows of L start from skip-gram vectors
+    trained on the training forms, and raw_text, a file of one sentence a line, if
+    given; fastgrad.parser.word_vectors) or "none"; embeddings (a word2vec text
+    file) replaces them.
     threads: the kernels' thread count for the whole run (default: the usable
     cores, shared among the ranks a launcher started on this host), fixed so that
     the same command and seed give the same model.
@@ -319,7 +398,8 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
     error, setup = None, None
     try:   # every rank builds the same vocabulary and instances from the same files
         setup = _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim,
-                         hidden, seed, embeddings, optimizer, lr, threads, comm)
+                         hidden, seed, embeddings, optimizer, lr, threads, comm,
+                         nonprojective, word_vectors, raw_text, skipgram)
     except (OSError, ValueError) as err:
         if comm is None:
             raise
@@ -327,18 +407,20 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
     if comm is not None:   # a rank that failed fails every rank, before any other collective
         from fastgrad import distributed as fd
         fd._agree(comm, error, None)
-    vocab, data, p, opt, found, dev_score, threads, tag_columns = setup
+    vocab, data, p, opt, dev_score, threads, tag_columns = setup[:7]
     options = {"epochs": epochs, "hidden": hidden, "embed_dim": embed_dim,
                "optimizer": optimizer, "lr": opt.lr, "batch_size": batch_size,
                "dropout": dropout, "l2": l2, "seed": seed, "min_count": min_count,
                "embeddings": None if embeddings is None else os.fspath(embeddings),
-               "tag_columns": list(tag_columns)}
+               "tag_columns": list(tag_columns), "nonprojective": nonprojective,
+               "word_vectors": setup.vectors_meta}
     ranks = "" if comm is None else f" on each of {comm.Get_size()} MPI ranks"
-    log(f"training: {data.n_sentences + data.n_skipped} sentences ({data.n_skipped} "
-        f"non-projective, skipped), {len(data.y)} states; vocabulary {vocab.n_words} words, "
+    nonproj = f"{setup.n_lifted} non-projective, lifted" if nonprojective == "lift" \
+        else f"{data.n_skipped} non-projective, skipped"
+    log(f"training: {data.n_sentences + data.n_skipped} sentences ({nonproj}), "
+        f"{len(data.y)} states; vocabulary {vocab.n_words} words, "
         f"{vocab.n_tags} tags, {len(vocab.labels)} labels; tag features from "
-        f"{', '.join(tag_columns)}"
-        + (f"; {found} words from {embeddings}" if embeddings is not None else "")
+        f"{', '.join(tag_columns)}; {setup.vectors_note}"
         + f"; {threads} thread{'s' if threads > 1 else ''}{ranks}; "
         f"ready in {time.perf_counter() - started:.1f} s")
     best: dict = {"las": -1.0}

@@ -16,14 +16,18 @@ NULL, ROOT, UNK = "<NULL>", "<ROOT>", "<UNK>"
 class Vocabulary:
     """Words (rare ones → UNK), tags and labels, each with NULL/ROOT/UNK entries."""
 
-    def __init__(self, sentences, min_count: int = 2, tag_columns=("upos",)):
+    def __init__(self, sentences, min_count: int = 2, tag_columns=("upos",), extra_words=()):
         """sentences: transitions.Trees; tag_columns: the names of the tag columns the
-        Trees carry (tags, then each of extra_tags), each a group of 18 feature slots."""
+        Trees carry (tags, then each of extra_tags), each a group of 18 feature slots;
+        extra_words: words to keep however rare in the sentences (those that have
+        pretrained vectors), after the frequent ones, in their given order."""
         counts = Counter(w for s in sentences for w in s.words)
         # most frequent first (ties alphabetical): a model's first word ids are the
         # ones worth caching for inference, with no counts saved beside it
         words = sorted((w for w, c in counts.items() if c >= min_count),
                        key=lambda w: (-counts[w], w))
+        known = set(words)
+        words += [w for w in dict.fromkeys(extra_words) if w not in known]
         tag_counts = Counter(t for s in sentences for column in (s.tags, *s.extra_tags)
                              for t in column)
         tags = sorted(tag_counts, key=lambda t: (-tag_counts[t], t))   # most frequent first

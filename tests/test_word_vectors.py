@@ -1,0 +1,143 @@
+"""Skip-gram word vectors (fastgrad/_skipgram.pyx, fastgrad/parser/word_vectors.py)."""
+
+import numpy as np
+import pytest
+
+from fastgrad._skipgram import train
+from fastgrad.parser.word_vectors import (SkipGramOptions, raw_text_sentences,
+                                          train_word_vectors)
+
+MASK = 2**64 - 1
+
+
+def train_in_python(tokens, ends, vectors, output, cumulative, keep, window, negative,
+                    epochs, alpha, seed):
+    """The C loop's twin in float64: the same draws from the same generator, so the
+    same pairs in the same order; the vectors agree to float32 rounding."""
+    state = seed
+
+    def draw():
+        nonlocal state
+        state = (state * 25214903917 + 11) & MASK
+        return state
+
+    total, done = epochs * len(tokens) + 1.0, 0.0
+    for _ in range(epochs):
+        start = 0
+        for end in ends:
+            kept = [t for t in tokens[start:end] if keep[t] >= (draw() & 0xFFFF) / 65536.0]
+            rate = alpha * max(1.0 - done / total, 1e-4)
+            done += end - start
+            start = end
+            for pos, center in enumerate(kept):
+                reach = window - draw() % window
+                for c in range(max(0, pos - reach), min(len(kept), pos + reach + 1)):
+                    if c == pos:
+                        continue
+                    grad = np.zeros(vectors.shape[1])
+                    for j in range(negative + 1):
+                        if j == 0:
+                            target, label = center, 1.0
+                        else:
+                            u = (draw() >> 16) & 0x7FFFFFFF
+                            target = int(np.searchsorted(cumulative, u, side="right"))
+                            if target == center:
+                                continue
+                            label = 0.0
+                        f = vectors[kept[c]] @ output[target]
+                        p = 1.0 if f > 6 else 0.0 if f < -6 else 1 / (1 + np.exp(-f))
+                        g = rate * (label - p)
+                        grad += g * output[target]
+                        output[target] += g * vectors[kept[c]]
+                    vectors[kept[c]] += grad
+
+
+def toy_corpus(n_sentences=40, seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 9, n_sentences)
+    tokens = rng.integers(0, 12, lengths.sum()).astype(np.int32)
+    tokens[::3] = 1    # repeated ids within sentences and pairs
+    return tokens, np.cumsum(lengths).astype(np.int64)
+
+
+def noise_table(counts):
+    noise = np.cumsum(np.asarray(counts, float) ** 0.75)
+    cumulative = np.round(noise / noise[-1] * (2**31 - 1)).astype(np.uint32)
+    cumulative[-1] = 2**31 - 1
+    return cumulative
+
+
+@pytest.mark.parametrize("window,negative", [(1, 0), (3, 2), (5, 5)])
+def test_c_loop_equals_its_python_twin(window, negative):
+    tokens, ends = toy_corpus()
+    V, d = 12, 10
+    rng = np.random.default_rng(1)
+    vectors = ((rng.random((V, d)) - 0.5) / d).astype(np.float32)
+    output = (rng.random((V, d)) * 0.1).astype(np.float32)
+    cumulative = noise_table(np.bincount(tokens, minlength=V) + 1)
+    keep = np.linspace(0.3, 1.0, V).astype(np.float32)
+    v64, o64 = vectors.astype(np.float64), output.astype(np.float64)
+    train(tokens, ends, vectors, output, cumulative, keep, window, negative, 2, 0.1, 12345)
+    train_in_python(tokens.tolist(), ends.tolist(), v64, o64, cumulative, keep, window,
+                    negative, 2, 0.1, 12345)
+    assert np.abs(vectors - v64).max() > 0 or np.abs(v64).max() > 0
+    np.testing.assert_allclose(vectors, v64, rtol=1e-4, atol=2e-6)
+    np.testing.assert_allclose(output, o64, rtol=1e-4, atol=2e-6)
+
+
+def test_same_seed_same_vectors_and_the_loss_falls():
+    forms, lengths = [], []
+    rng = np.random.default_rng(0)
+    for _ in range(300):   # two word classes that never share a sentence
+        cls = rng.integers(2)
+        n = int(rng.integers(3, 8))
+        forms += [f"{'ab'[cls]}{k}" for k in rng.integers(0, 10, n)]
+        lengths.append(n)
+    opts = SkipGramOptions(epochs=6, min_count=1, sample=0)
+    a = train_word_vectors(forms, lengths, 16, seed=3, options=opts)
+    b = train_word_vectors(forms, lengths, 16, seed=3, options=opts)
+    c = train_word_vectors(forms, lengths, 16, seed=4, options=opts)
+    assert a.words == b.words and np.array_equal(a.vectors, b.vectors)
+    assert not np.array_equal(a.vectors, c.vectors)
+    assert a.losses[-1] < a.losses[0]
+    unit = a.vectors / np.linalg.norm(a.vectors, axis=1, keepdims=True)
+    same = unit @ unit.T
+    cls = np.array([w[0] == "a" for w in a.words])
+    within = same[cls[:, None] == cls[None, :]].mean()
+    across = same[cls[:, None] != cls[None, :]].mean()
+    assert within > across + 0.2
+
+
+def test_raw_text_adds_words_and_counts(tmp_path):
+    raw = tmp_path / "raw.txt"
+    raw.write_text("the zebra runs\n\n  the zebra   sleeps \nonce\n", encoding="utf-8")
+    assert list(raw_text_sentences(raw)) == [["the", "zebra", "runs"],
+                                             ["the", "zebra", "sleeps"], ["once"]]
+    wv = train_word_vectors(["the", "dog", "runs", "the", "dog"], [3, 2], 8, raw_text=raw,
+                            options=SkipGramOptions(epochs=1))
+    assert wv.words == ["the", "dog", "runs", "zebra"]   # seen twice or more, frequent first
+    assert wv.n_tokens == 5 + 3 + 2 and wv.vectors.shape == (4, 8)
+    raw.write_bytes(b"fine\nbad \xff byte\n")
+    with pytest.raises(ValueError, match=r"raw.txt:2: not UTF-8"):
+        train_word_vectors(["a", "a"], [2], 4, raw_text=raw)
+    with pytest.raises(ValueError, match="no word occurs 2 times"):
+        train_word_vectors(["a", "b"], [2], 4)
+
+
+def test_bad_arguments_are_refused_before_anything_is_written():
+    tokens, ends = toy_corpus()
+    V, d = 12, 4
+    vectors, output = np.ones((V, d), np.float32), np.zeros((V, d), np.float32)
+    cumulative, keep = noise_table(np.ones(V)), np.ones(V, np.float32)
+    args = (cumulative, keep, 2, 2, 1, 0.05, 0)
+    bad_ids = tokens.copy()
+    bad_ids[3] = V
+    with pytest.raises(ValueError, match="token ids"):
+        train(bad_ids, ends, vectors, output, *args)
+    with pytest.raises(ValueError, match="last sentence"):
+        train(tokens, ends[:-1], vectors, output, *args)
+    with pytest.raises(ValueError, match="a row per word"):
+        train(tokens, ends, vectors, output[:-1], *args)
+    with pytest.raises(ValueError, match="window >= 1"):
+        train(tokens, ends, vectors, output, cumulative, keep, 0, 2, 1, 0.05, 0)
+    assert (vectors == 1).all() and (output == 0).all()
