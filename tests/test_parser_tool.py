@@ -417,3 +417,107 @@ def test_ctrl_c_in_train_is_one_line_and_keeps_the_best_model(tmp_path):
     assert err.strip().splitlines() == [f"fastgrad parser train: interrupted; the best model "
                                          f"so far is in {model}"]
     assert ParserModel.load(model).options["hidden"] == 8
+
+
+def nonprojective_sentence(i: int) -> str:
+    """"the dog saw a cat today that ran": the relative clause hangs from "cat"
+    across "today" (a non-projective arc)."""
+    rows = [("the", "DET", 2, "det"), ("dog", "NOUN", 3, "nsubj"), ("saw", "VERB", 0, "root"),
+            ("a", "DET", 5, "det"), ("cat", "NOUN", 3, "obj"), ("today", "ADV", 3, "advmod"),
+            ("that", "PRON", 8, "nsubj"), ("ran", "VERB", 5, "acl:relcl")]
+    lines = [f"# sent_id = np{i}"] + [f"{k}\t{f}\t{f}\t{t}\t_\t_\t{h}\t{r}\t_\t_"
+                                      for k, (f, t, h, r) in enumerate(rows, start=1)]
+    return "\n".join(lines) + "\n"
+
+
+def test_nonprojective_trees_are_lifted_for_training_and_lowered_in_parses(tmp_path, capsys):
+    text = "\n".join(toy_sentence(i) if i % 3 else nonprojective_sentence(i)
+                     for i in range(60)) + "\n"
+    train = tmp_path / "train.conllu"
+    train.write_text(text, encoding="utf-8")
+    model = tmp_path / "m.npz"
+    args = ["train", "--train", str(train), "--dev", str(train), "--epochs", "8",
+            "--hidden", "32", "--embed-dim", "16", "--batch-size", "32", "--dropout", "0.1",
+            "--lr", "0.05", "--min-count", "1", "--threads", "1"]
+    assert cli.main(args + ["--model", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "(20 non-projective, lifted)" in out and "word vectors: skip-gram on" in out
+    loaded = ParserModel.load(model)
+    assert "acl:relcl||obj" in loaded.vocab.labels
+    assert loaded.options["nonprojective"] == "lift"
+    assert loaded.options["word_vectors"]["source"] == "skipgram"
+    assert fastgrad.load(model)[2]["format_version"] == 2
+    parsed = tmp_path / "parsed.conllu"
+    assert cli.main(["parse", "--model", str(model), str(train), "-o", str(parsed)]) == 0
+    assert "||" not in parsed.read_text(encoding="utf-8")
+    gold = conllu.read(train, need_tree=True)
+    system = conllu.read(parsed, need_tree=True)
+    crossing = [s for s, g in zip(system, gold) if len(g.words) == 8]
+    assert sum(s.heads == [2, 3, 0, 5, 3, 3, 8, 5] for s in crossing) >= 15
+    assert attachment_scores(gold, system)["las"] > 95.0
+    # the same model through ParserModel.parse (Sentences, not chunks)
+    assert [s.heads for s in loaded.parse(gold)] == [s.heads for s in system]
+    # skip: trained on the projective sentences only, parses are projective
+    assert cli.main(args + ["--model", str(model), "--nonprojective", "skip"]) == 0
+    assert "(20 non-projective, skipped)" in capsys.readouterr().out
+    assert not any("||" in lab for lab in ParserModel.load(model).vocab.labels)
+
+
+def test_the_same_command_and_seed_give_the_same_model(tmp_path):
+    train = toy_file(tmp_path / "train.conllu", range(40))
+    models = []
+    for k in range(2):
+        models.append(tmp_path / f"m{k}.npz")
+        assert cli.main(["train", "--train", train, "--dev", train, "--model",
+                         str(models[-1]), "--epochs", "2", "--hidden", "16", "--embed-dim", "8",
+                         "--min-count", "1", "--seed", "7", "--quiet"]) == 0
+    a, b = (fastgrad.load(m) for m in models)
+    assert all(np.array_equal(x, y) for x, y in zip(a[0], b[0]))
+    assert a[2]["options"] == b[2]["options"]
+
+
+def test_raw_text_feeds_the_word_vectors_and_its_words_join_the_vocabulary(tmp_path, capsys):
+    train = toy_file(tmp_path / "train.conllu", range(30))
+    raw = tmp_path / "raw.txt"
+    raw.write_text("the zebra saw a dog .\nthe zebra likes a cat .\n", encoding="utf-8")
+    model = tmp_path / "m.npz"
+    base = ["train", "--train", train, "--dev", train, "--model", str(model), "--epochs", "1",
+            "--hidden", "8", "--embed-dim", "4", "--min-count", "1"]
+    assert cli.main(base + ["--raw-text", str(raw)]) == 0
+    assert f"(with {raw})" in capsys.readouterr().out
+    loaded = ParserModel.load(model)
+    assert "zebra" in loaded.vocab.word_id
+    assert loaded.options["word_vectors"]["raw_text"] == str(raw)
+    vec = tmp_path / "v.txt"
+    vec.write_text("dog 1 2 3 4\n", encoding="utf-8")
+    before = model.read_bytes()
+    assert cli.main(base + ["--raw-text", str(raw), "--embeddings", str(vec)]) == 1
+    assert "give one or the other" in capsys.readouterr().err
+    assert model.read_bytes() == before
+    assert cli.main(base + ["--word-vectors", "none"]) == 0
+    assert ParserModel.load(model).options["word_vectors"] == {"source": "none"}
+
+
+def test_a_deprel_holding_the_lift_separator_is_refused(tmp_path, capsys):
+    train = tmp_path / "t.conllu"
+    train.write_text("1\ta\ta\tX\t_\t_\t0\troot\t_\t_\n2\tb\tb\tX\t_\t_\t1\tx||y\t_\t_\n\n" * 4,
+                     encoding="utf-8")
+    args = ["train", "--train", str(train), "--dev", str(train), "--model",
+            str(tmp_path / "m.npz"), "--epochs", "1", "--min-count", "1"]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "'x||y'" in err and err.count("\n") == 1
+    assert cli.main(args + ["--nonprojective", "skip", "--quiet"]) == 0
+
+
+def test_models_of_format_version_1_still_load_and_parse(trained, tmp_path):
+    _, model_path, dev = trained
+    p, _, meta = fastgrad.load(model_path)
+    options = {k: v for k, v in meta["options"].items()
+               if k not in ("nonprojective", "word_vectors")}
+    old = tmp_path / "v1.npz"
+    fastgrad.save(old, p, meta={**meta, "format_version": 1, "options": options})
+    out = tmp_path / "out.conllu"
+    assert cli.main(["parse", "--model", str(old), dev, "-o", str(out)]) == 0
+    assert out.read_bytes() == ParserModel.load(model_path).parse_chunk(
+        next(conllu.chunks(dev, need_tree=False)))
