@@ -22,8 +22,8 @@ sorted lists.
 """
 
 cimport cython
-from cython.parallel cimport prange
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from cython.parallel cimport prange, threadid
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
 import numpy as np
 
@@ -80,6 +80,7 @@ cdef class ArcStandardBatch:
     cdef int32_t[::1] lc1, lc2, rc1, rc2
     cdef int32_t[::1] stack, depth, next_word
     cdef int32_t[::1] active
+    cdef int32_t[::1] n_moves     # per sentence: transitions applied so far
     cdef Py_ssize_t n_active
     cdef int n_columns, n_labels, null_word, null_tag, null_label, label_base, root_label
     cdef readonly int n_features
@@ -112,6 +113,7 @@ cdef class ArcStandardBatch:
         self.depth = np.ones(lengths.size, np.int32)  # ROOT is on every stack
         self.next_word = np.ones(lengths.size, np.int32)
         self.active = np.arange(lengths.size, dtype=np.int32)
+        self.n_moves = np.zeros(lengths.size, np.int32)
         self.n_active = lengths.size
         self.n_columns, self.n_features = n_columns, 18 + 18 * n_columns + 12
         self.n_labels, self.null_word, self.null_tag = n_labels, null_word, null_tag
@@ -219,6 +221,7 @@ cdef class ArcStandardBatch:
     cdef void _apply(self, int32_t i, int t) noexcept nogil:
         cdef int32_t base = self.start[i], d = self.depth[i]
         cdef int32_t s1, s2, h, dep
+        self.n_moves[i] += 1
         if t == 0:
             self.stack[base + d] = self.next_word[i]
             self.depth[i] = d + 1
@@ -322,6 +325,216 @@ cdef class ArcStandardBatch:
             if step > 2 * n:
                 return False
         return True
+
+    # ---- training with exploration: the dynamic oracle ------------------------
+    # transitions.arc_loss / move_losses are the readable twins (and the docs).
+
+    cdef int32_t _arc_loss(self, int32_t base, int32_t n, const int32_t* above, int32_t P,
+                           int32_t next_word, const int32_t* gold_head,
+                           int32_t* scratch) noexcept nogil:
+        """The fewest wrong heads of any tree still reachable (transitions.arc_loss):
+        above: the stack's words, top first (P of them), the buffer next_word..n;
+        gold_head: sentence i's gold heads at base + position. scratch: at least
+        3 (n + 1) + 2 (n + 1) n ints."""
+        cdef int32_t* marked = scratch
+        cdef int32_t* right = scratch + (n + 1)
+        cdef int32_t* nodes = scratch + 2 * (n + 1)      # span nodes: above, then right
+        cdef int32_t* prev = scratch + 3 * (n + 1)
+        cdef int32_t* cur
+        cdef int32_t* tmp
+        cdef int32_t Q = 0, b, c, h, u, v, i, j, k, total, width, INF = n + 1, best, cost
+        cdef int32_t* cell
+        cdef int32_t* src
+        for c in range(n + 1):
+            marked[c] = 0
+        for c in range(1, next_word):
+            if gold_head[base + c] >= next_word:
+                marked[gold_head[base + c]] = 1
+        for b in range(next_word, n + 1):
+            if gold_head[base + b] < next_word or marked[b]:
+                right[Q] = b
+                Q += 1
+                if gold_head[base + b] > b:
+                    marked[gold_head[base + b]] = 1
+        if P + Q == 0:
+            return 0
+        width = P + Q
+        cur = prev + (P + 1) * width
+        for k in range(P):
+            nodes[k] = above[k]
+        for k in range(Q):
+            nodes[P + k] = right[k]
+        # diagonal `total` = i + j; cell (i, j) of a diagonal at i * width; entry k:
+        # the span's cost with nodes[k] its head (INF: not in the span)
+        for total in range(1, P + Q + 1):
+            for i in range(max(0, total - Q), min(P, total) + 1):
+                j = total - i
+                cell = cur + i * width
+                for k in range(width):
+                    cell[k] = INF
+                if total == 1:
+                    cell[0 if i == 1 else P] = 0
+                    continue
+                if i > 0:                  # the stack word below joins on the left
+                    u = nodes[i - 1]
+                    src = prev + (i - 1) * width
+                    for k in range(width):
+                        if src[k] < INF:
+                            cost = src[k] + (gold_head[base + u] != nodes[k])
+                            if cost < cell[k]:
+                                cell[k] = cost
+                            cost = src[k] + (gold_head[base + nodes[k]] != u)
+                            if cost < cell[i - 1]:
+                                cell[i - 1] = cost
+                if j > 0:                  # the next right-stack word joins on the right
+                    v = nodes[P + j - 1]
+                    src = prev + i * width
+                    for k in range(width):
+                        if src[k] < INF:
+                            cost = src[k] + (gold_head[base + v] != nodes[k])
+                            if cost < cell[k]:
+                                cell[k] = cost
+                            cost = src[k] + (gold_head[base + nodes[k]] != v)
+                            if cost < cell[P + j - 1]:
+                                cell[P + j - 1] = cost
+            tmp = prev
+            prev = cur
+            cur = tmp
+        cell = prev + P * width            # the whole span; ROOT takes its head
+        best = INF
+        for k in range(width):
+            if cell[k] < INF:
+                cost = cell[k] + (gold_head[base + nodes[k]] != 0)
+                if cost < best:
+                    best = cost
+        return best
+
+    cdef int _dynamic_target(self, int32_t i, const floating* row, const int32_t* gold_head,
+                             const int32_t* gold_label, int32_t* scratch) noexcept nogil:
+        """The zero-cost transition the model scores highest (ties: the lowest id):
+        a zero-cost move's loss (move_losses) is the least of the legal moves'; an
+        arc carries its dependent's gold label where legal, else the best-scored
+        legal label."""
+        cdef int32_t base = self.start[i], d = self.depth[i], n = self.length[i]
+        cdef int32_t nxt = self.next_word[i], s1 = NONE, s2 = NONE, k
+        cdef int32_t* above = scratch
+        cdef int32_t* work = scratch + (n + 2)
+        cdef int32_t loss[3]
+        cdef int moves[3]
+        cdef int m, best = -1, L = self.n_labels
+        cdef bint shift_ok = nxt <= n, left_ok = d > 2
+        cdef bint right_ok = d > 2 or (d == 2 and not shift_ok)
+        cdef int32_t least = n + 2
+        if d >= 2:
+            s1 = self.stack[base + d - 1]
+            s2 = self.stack[base + d - 2]
+        for m in range(3):
+            loss[m] = n + 2
+        if shift_ok:                   # above: the new top, then the stack's words
+            above[0] = nxt
+            for k in range(d - 1):
+                above[1 + k] = self.stack[base + d - 1 - k]
+            loss[0] = self._arc_loss(base, n, above, d, nxt + 1, gold_head, work)
+        if left_ok:                    # s1 heads s2: s2 leaves the stack
+            above[0] = s1
+            for k in range(d - 3):
+                above[1 + k] = self.stack[base + d - 3 - k]
+            loss[1] = (gold_head[base + s2] != s1) + \
+                self._arc_loss(base, n, above, d - 2, nxt, gold_head, work)
+        if right_ok:                   # s2 heads s1: s1 leaves the stack
+            for k in range(d - 2):
+                above[k] = self.stack[base + d - 2 - k]
+            loss[2] = (gold_head[base + s1] != s2) + \
+                self._arc_loss(base, n, above, d - 2, nxt, gold_head, work)
+        for m in range(3):
+            if loss[m] < least:
+                least = loss[m]
+        moves[0] = 0 if shift_ok and loss[0] == least else -1
+        moves[1] = self._arc_label(row, 1, gold_label[base + s2], False) \
+            if left_ok and loss[1] == least else -1
+        moves[2] = self._arc_label(row, 1 + L, gold_label[base + s1], d == 2) \
+            if right_ok and loss[2] == least else -1
+        for m in range(3):
+            if moves[m] >= 0 and (best < 0 or row[moves[m]] > row[best]):
+                best = moves[m]
+        return best
+
+    cdef int _arc_label(self, const floating* row, int first, int32_t gold, bint to_root) \
+            noexcept nogil:
+        """The arc transition (first: 1 LEFT, 1 + L RIGHT) with the gold label if it is
+        legal (the root label only to ROOT and there always), else the best-scored
+        legal one."""
+        cdef int k, best = -1, root = self.root_label
+        if root >= 0 and to_root:
+            return first + root
+        if root < 0 or gold != root:
+            return first + gold
+        for k in range(self.n_labels):
+            if k != root and (best < 0 or row[first + k] > row[best]):
+                best = first + k
+        return best
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def explore(self, const floating[:, ::1] scores, const int64_t[:, ::1] rows,
+                const int32_t[::1] gold_head, const int32_t[::1] gold_label,
+                const int64_t[::1] first_row, int32_t[:, ::1] out_idx, int32_t[::1] out_y,
+                double follow, uint64_t seed, int n_threads=1):
+        """One step of training with exploration (Goldberg & Nivre 2012), for every
+        unfinished sentence: its state's features (row r of rows, as features()
+        wrote them) and the dynamic oracle's target (the zero-cost transition the
+        model scores highest) go to row first_row[i] + (moves so far) of out_idx
+        and out_y; then the sentence follows the model's best legal transition with
+        probability follow, else the target. Returns how many remain.
+
+        IN scores: the model's scores of the rows (no dropout); gold_head,
+        gold_label: as static_oracle's (projective trees). The coin of sentence i's
+        k-th move is a hash of (seed, i, k): the same for any thread count."""
+        cdef Py_ssize_t r, f, kept = 0, n_max = 0
+        cdef int32_t i, t, tid
+        cdef int64_t at
+        cdef uint64_t z
+        cdef int32_t[:, ::1] scratch
+        cdef int32_t threads = max(1, n_threads)
+        if scores.shape[0] < self.n_active or scores.shape[1] != 1 + 2 * self.n_labels \
+                or rows.shape[0] < self.n_active or rows.shape[1] != self.n_features:
+            raise ValueError("scores and rows must have a row for each unfinished sentence")
+        if gold_head.shape[0] != self.head.shape[0] or gold_label.shape[0] != self.head.shape[0] \
+                or first_row.shape[0] != self.length.shape[0] \
+                or out_idx.shape[1] != self.n_features:
+            raise ValueError("gold arrays, first_row or out_idx do not fit the batch")
+        for r in range(self.n_active):
+            i = self.active[r]
+            n_max = max(n_max, self.length[i])
+            if first_row[i] < 0 or first_row[i] + 2 * self.length[i] > out_idx.shape[0] \
+                    or first_row[i] + 2 * self.length[i] > out_y.shape[0]:
+                raise ValueError(f"sentence {i}'s rows do not fit in out_idx and out_y")
+        scratch = np.empty((threads, 4 * (n_max + 2) + 2 * (n_max + 1) * n_max + 8), np.int32)
+        with nogil:
+            for r in prange(self.n_active, num_threads=threads, schedule='static'):
+                i = self.active[r]
+                tid = threadid()
+                t = self._dynamic_target(i, &scores[r, 0], &gold_head[0], &gold_label[0],
+                                         &scratch[tid, 0])
+                at = first_row[i] + self.n_moves[i]
+                for f in range(self.n_features):
+                    out_idx[at, f] = <int32_t> rows[r, f]
+                out_y[at] = t
+                z = seed + <uint64_t> i * 0x9E3779B97F4A7C15ULL \
+                    + <uint64_t> self.n_moves[i] * 0xBF58476D1CE4E5B9ULL
+                z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL     # splitmix64's finalizer
+                z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
+                z = z ^ (z >> 31)
+                if <double> (z >> 11) * (1.0 / 9007199254740992.0) < follow:
+                    t = self._best(i, &scores[r, 0])
+                self._apply(i, t)
+            for r in range(self.n_active):
+                if self.next_word[self.active[r]] <= self.length[self.active[r]] \
+                        or self.depth[self.active[r]] > 1:
+                    self.active[kept] = self.active[r]
+                    kept += 1
+            self.n_active = kept
+        return kept
 
     def result_arrays(self):
         """(heads, label indices) of every sentence's words 1..n, one after another

@@ -180,3 +180,86 @@ def test_c_projectivity_equals_the_twin_on_random_trees():
         gold[at + 1:at + 1 + len(t.words)] = t.heads
         at += len(t.words) + 1
     assert batch.projective(gold).tolist() == [P.is_projective(t.heads) for t in trees]
+
+
+def random_predictor(vocab, seed=0):
+    """A fixed random network's probabilities: a deterministic function of the rows."""
+    p = fastgrad.init_params(vocab.size, vocab.n_features, 8, 16, vocab.n_transitions,
+                             dtype=np.float64, seed=seed)
+    return lambda rows: fastgrad.predict_proba(p, rows)
+
+
+@pytest.mark.parametrize("follow", [0.0, 0.6, 1.0])
+def test_exploration_in_c_equals_its_python_twin(follow):
+    trees = P.load_splits()["train"][:150] + [CROSSING]
+    vocab = P.Vocabulary(trees, min_count=2)
+    predictor = random_predictor(vocab)
+    want = transitions.explore_in_python(predictor, trees, vocab, follow, seed=11)
+    projective = [t for t in trees if transitions.is_projective(t.heads)]
+    assert want.n_skipped == len(trees) - len(projective) >= 1
+    assert len(want.y) == 2 * sum(len(t.words) for t in projective)
+    for threads in (1, 2):
+        got = transitions.explore_instances(predictor, trees, vocab, follow, seed=11,
+                                            n_threads=threads)
+        assert np.array_equal(got.idx, want.idx) and np.array_equal(got.y, want.y)
+    static = transitions.make_instances(trees, vocab)
+    assert got.idx.shape == static.idx.shape
+    if follow > 0:   # states off the gold path
+        assert (got.idx != static.idx).any()
+
+
+def test_following_the_dynamic_oracle_builds_the_gold_tree():
+    trees = P.load_splits()["train"][:200]
+    vocab = P.Vocabulary(trees, min_count=2)
+    got = transitions.explore_instances(random_predictor(vocab, 1), trees, vocab, 0.0, seed=0)
+    at, n_labels = 0, len(vocab.labels)
+    for t in trees:
+        if not transitions.is_projective(t.heads):
+            continue
+        state = transitions.State(len(t.words))
+        for move in got.y[at:at + 2 * len(t.words)]:
+            state.apply(int(move), n_labels)
+        at += 2 * len(t.words)
+        assert state.heads[1:] == t.heads
+        assert [vocab.labels[k] for k in state.labels[1:]] == t.labels
+
+
+def test_arc_loss_is_the_best_reachable_tree_by_brute_force():
+    import random
+    rng = random.Random(0)
+
+    def best(stack, nxt, n, gold, wrong=0):
+        if nxt > n and len(stack) == 1:
+            return wrong
+        out = []
+        if nxt <= n:
+            out.append(best(stack + [nxt], nxt + 1, n, gold, wrong))
+        if len(stack) > 2:
+            out.append(best(stack[:-2] + stack[-1:], nxt, n, gold,
+                            wrong + (gold[stack[-2]] != stack[-1])))
+        if len(stack) > 2 or (len(stack) == 2 and nxt > n):
+            out.append(best(stack[:-1], nxt, n, gold, wrong + (gold[stack[-1]] != stack[-2])))
+        return min(out)
+
+    checked = 0
+    while checked < 400:
+        n = rng.randint(1, 7)
+        gold = [0] * (n + 1)
+        order = list(range(1, n + 1))
+        rng.shuffle(order)
+        for k, w in enumerate(order[1:], start=1):
+            gold[w] = rng.choice(order[:k])
+        if not transitions.is_projective(gold[1:]):
+            continue
+        state = transitions.State(n)
+        for _ in range(rng.randint(0, 2 * n - 1)):
+            legal = np.flatnonzero(state.legal(1))
+            if len(legal) == 0:
+                break
+            state.apply(int(rng.choice(legal)), 1)
+        if state.done():
+            continue
+        loss = transitions.arc_loss(state.stack, state.next, n, gold)
+        assert loss == best(list(state.stack), state.next, n, gold)
+        assert min(x for x in transitions.move_losses(state, gold) if x is not None) == loss
+        checked += 1

@@ -17,8 +17,10 @@ import numpy as np
 from fastgrad.parser.vocab import NULL, Vocabulary
 
 __all__ = ["Tree", "N_FEATURES", "State", "oracle", "features", "is_projective",
-           "gold_sequence", "Instances", "make_instances", "make_instances_in_python", "parse",
-           "parse_encoded", "parse_in_python", "root_label"]
+           "gold_sequence", "Instances", "make_instances", "make_instances_in_python",
+           "explore_instances", "explore_in_python", "dynamic_target", "parse",
+           "parse_encoded", "parse_in_python", "root_label", "right_stack", "arc_loss",
+           "move_losses"]
 
 
 class Tree(NamedTuple):
@@ -149,6 +151,78 @@ def features(state: State, words, tags, vocab: Vocabulary, out) -> None:
         out[label_slot + i] = label_base + labels[t] if t >= 0 else null_l
 
 
+def right_stack(next_word: int, n: int, gold_heads) -> list:
+    """The buffer words (next_word..n) a dynamic oracle must consider: those whose
+    gold head lies left of the buffer, or with a gold child left of the buffer or
+    among the words kept before them. Every other buffer word's gold arcs join
+    buffer words only, and building them costs nothing (Goldberg, Sartorio & Satta
+    2014). gold_heads: 1-based with a dummy at 0."""
+    marked = [False] * (n + 1)
+    for c in range(1, next_word):
+        if gold_heads[c] >= next_word:
+            marked[gold_heads[c]] = True
+    kept = []
+    for b in range(next_word, n + 1):
+        if gold_heads[b] < next_word or marked[b]:
+            kept.append(b)
+            if gold_heads[b] > b:
+                marked[gold_heads[b]] = True
+    return kept
+
+
+def arc_loss(stack, next_word: int, n: int, gold_heads) -> int:
+    """The fewest wrong heads, among the words not yet attached, of any tree an
+    arc-standard derivation can still reach (single root): the tabular dynamic
+    oracle of Goldberg, Sartorio & Satta (TACL 2014). stack: positions from the
+    bottom (ROOT, 0) to the top; the buffer is next_word..n.
+
+    Span (i, j): the top i stack words and the first j right-stack words, reduced
+    to one tree; table[i, j][h]: its fewest wrong heads with h its head. A span
+    grows by the stack word below it (which heads the span's head, or becomes its
+    dependent) or by the next right-stack word (likewise); ROOT takes the final
+    span's head as its one dependent."""
+    above = stack[:0:-1]                   # the stack's words, top first
+    right = right_stack(next_word, n, gold_heads)
+    P, Q = len(above), len(right)
+    if P + Q == 0:
+        return 0
+    table = {(1, 0): {above[0]: 0}} if P else {}
+    if Q:
+        table[(0, 1)] = {right[0]: 0}
+    for total in range(2, P + Q + 1):
+        for i in range(max(0, total - Q), min(P, total) + 1):
+            j, cell = total - i, {}
+            if i and (i - 1, j) in table:  # the stack word below joins, on the left
+                u = above[i - 1]
+                for h, c in table[(i - 1, j)].items():
+                    cell[h] = min(cell.get(h, n + 1), c + (gold_heads[u] != h))
+                    cell[u] = min(cell.get(u, n + 1), c + (gold_heads[h] != u))
+            if j and (i, j - 1) in table:  # the next right-stack word joins, on the right
+                v = right[j - 1]
+                for h, c in table[(i, j - 1)].items():
+                    cell[h] = min(cell.get(h, n + 1), c + (gold_heads[v] != h))
+                    cell[v] = min(cell.get(v, n + 1), c + (gold_heads[h] != v))
+            table[(i, j)] = cell
+    return min(c + (gold_heads[h] != 0) for h, c in table[(P, Q)].items())
+
+
+def move_losses(state: State, gold_heads) -> list:
+    """[SHIFT, LEFT, RIGHT]: the fewest wrong heads of any tree reachable after each
+    structural move (None where illegal), the move's own arc included. The
+    zero-cost moves are those whose loss equals arc_loss of the state."""
+    stack, nxt, n = state.stack, state.next, state.n
+    out = [None, None, None]
+    if nxt <= n:
+        out[0] = arc_loss(stack + [nxt], nxt + 1, n, gold_heads)
+    if len(stack) > 2:
+        s1, s2 = stack[-1], stack[-2]
+        out[1] = (gold_heads[s2] != s1) + arc_loss(stack[:-2] + [s1], nxt, n, gold_heads)
+    if len(stack) > 2 or (len(stack) == 2 and nxt > n):
+        s1, s2 = stack[-1], stack[-2]
+        out[2] = (gold_heads[s1] != s2) + arc_loss(stack[:-1], nxt, n, gold_heads)
+    return out
+
+
 class Instances(NamedTuple):
     idx: np.ndarray        # (n_states, vocab.n_features) feature ids
     y: np.ndarray          # (n_states,) gold transitions
@@ -181,6 +255,20 @@ def gold_sequence(sentence: Tree, vocab: Vocabulary):
     return rows, moves, state
 
 
+def _gold_arrays(sentences, vocab: Vocabulary, n_positions: int):
+    """Gold heads and label indices per position (encode_all's layout, ROOT's
+    entries 0)."""
+    heads = np.zeros(n_positions, np.int32)
+    labels = np.zeros(n_positions, np.int32)
+    at, index = 0, vocab.label_index
+    for s in sentences:
+        n = len(s.words)
+        heads[at + 1:at + 1 + n] = s.heads
+        labels[at + 1:at + 1 + n] = [index.get(lab, 0) for lab in s.labels]
+        at += n + 1
+    return heads, labels
+
+
 def make_instances(sentences, vocab: Vocabulary, n_threads: int | None = None) -> Instances:
     """The static oracle's states of every projective sentence, their features and
     moves, in sentence order (non-projective ones skipped and counted): built by
@@ -189,14 +277,7 @@ def make_instances(sentences, vocab: Vocabulary, n_threads: int | None = None) -
     from fastgrad._threads import threads_for_step
 
     word, tag, lengths = vocab.encode_all(sentences)
-    heads = np.zeros(len(word), np.int32)
-    labels = np.zeros(len(word), np.int32)
-    at, index = 0, vocab.label_index
-    for s in sentences:
-        n = len(s.words)
-        heads[at + 1:at + 1 + n] = s.heads
-        labels[at + 1:at + 1 + n] = [index.get(lab, 0) for lab in s.labels]
-        at += n + 1
+    heads, labels = _gold_arrays(sentences, vocab, len(word))
     batch = _batch(vocab, word, tag, lengths)
     projective = batch.projective(heads)
     states = np.where(projective, 2 * lengths, 0)
@@ -210,6 +291,119 @@ def make_instances(sentences, vocab: Vocabulary, n_threads: int | None = None) -
         raise RuntimeError(f"the static oracle failed on sentence {failed[0]}")
     n_used = int(projective.sum())
     return Instances(idx, y, n_used, len(sentences) - n_used)
+
+
+def explore_instances(predictor, sentences, vocab: Vocabulary, follow: float, seed: int,
+                      n_threads: int | None = None, out: Instances | None = None) -> Instances:
+    """Training with exploration's states (Goldberg & Nivre 2012): every projective
+    sentence parsed greedily by predictor, following the model's best legal move
+    with probability follow and the dynamic oracle's otherwise; each visited
+    state's features and its dynamic-oracle target (the zero-cost transition the
+    model scores highest: arc_loss, move_losses), in sentence order, 2n states per
+    sentence like make_instances. out: an Instances to write into (reused across
+    epochs; its arrays must have make_instances' shapes)."""
+    from fastgrad._threads import threads_for_step
+
+    threads = threads_for_step() if n_threads is None else n_threads
+    word, tag, lengths = vocab.encode_all(sentences)
+    heads, labels = _gold_arrays(sentences, vocab, len(word))
+    projective = _batch(vocab, word, tag, lengths).projective(heads)
+    keep = np.flatnonzero(projective)
+    if len(keep) < len(sentences):   # only projective trees have a zero-cost path
+        starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
+        positions = np.concatenate([np.arange(starts[k], starts[k] + lengths[k] + 1)
+                                    for k in keep]) if len(keep) else np.zeros(0, np.int64)
+        word, heads, labels = word[positions], heads[positions], labels[positions]
+        k = len(vocab.tag_columns)
+        tag = tag.reshape(-1, k)[positions].reshape(-1)
+        lengths = lengths[keep]
+    states = 2 * lengths.astype(np.int64)
+    first_row = np.cumsum(states) - states
+    total = int(states.sum())
+    if out is None:
+        out = Instances(np.empty((total, vocab.n_features), np.int32),
+                        np.empty(total, np.int32), len(keep), len(sentences) - len(keep))
+    elif out.idx.shape != (total, vocab.n_features) or out.y.shape != (total,):
+        raise ValueError("out does not have the instances' shapes")
+    batch = _batch(vocab, word, tag, lengths)
+    rows = np.zeros((len(lengths), vocab.n_features), np.int64)
+    n = batch.n_unfinished
+    while n:
+        batch.features(rows, threads)
+        scores = np.ascontiguousarray(predictor(rows[:n]))
+        n = batch.explore(scores, rows, heads, labels, first_row, out.idx, out.y,
+                          float(follow), seed % 2**64, threads)
+    return out
+
+
+def _coin(seed: int, sentence: int, move: int) -> float:
+    """explore's uniform draw for a sentence's move (splitmix64 of the three)."""
+    mask = 2**64 - 1
+    z = (seed + sentence * 0x9E3779B97F4A7C15 + move * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return ((z ^ (z >> 31)) >> 11) / 2.0**53
+
+
+def dynamic_target(state: State, gold_heads, gold_labels, scores, n_labels: int,
+                   root: int = -1) -> int:
+    """The zero-cost transition with the highest score (the first on ties); an arc
+    carries its dependent's gold label where legal (gold_* 1-based, dummy at 0)."""
+    def arc(first, gold, to_root):
+        if root >= 0 and to_root:
+            return first + root
+        if root < 0 or gold != root:
+            return first + gold
+        return first + max((k for k in range(n_labels) if k != root),
+                           key=lambda k: (scores[first + k], -k))
+
+    losses = move_losses(state, gold_heads)
+    least = min(x for x in losses if x is not None)
+    candidates = []
+    if losses[0] == least:
+        candidates.append(0)
+    if losses[1] == least:
+        candidates.append(arc(1, gold_labels[state.stack[-2]], False))
+    if losses[2] == least:
+        candidates.append(arc(1 + n_labels, gold_labels[state.stack[-1]],
+                              len(state.stack) == 2))
+    best = candidates[0]
+    for t in candidates[1:]:
+        if scores[t] > scores[best]:
+            best = t
+    return best
+
+
+def explore_in_python(predictor, sentences, vocab: Vocabulary, follow: float,
+                      seed: int) -> Instances:
+    """explore_instances, one State object per sentence (the readable twin)."""
+    n_labels, root = len(vocab.labels), root_label(vocab)
+    chosen = [s for s in sentences if is_projective(s.heads)]
+    states = [State(len(s.words)) for s in chosen]
+    golds = [([0] + list(s.heads), [0] + [vocab.label_index.get(lab, 0) for lab in s.labels])
+             for s in chosen]
+    encoded = [vocab.encode(s) for s in chosen]
+    out_rows = [[None] * (2 * len(s.words)) for s in chosen]
+    out_y = [[None] * (2 * len(s.words)) for s in chosen]
+    moves = [0] * len(chosen)
+    active = [i for i, s in enumerate(states) if not s.done()]
+    while active:
+        rows = np.zeros((len(active), vocab.n_features), np.int64)
+        for r, i in enumerate(active):
+            features(states[i], *encoded[i], vocab, rows[r])
+        scores = predictor(rows)
+        for r, i in enumerate(active):
+            target = dynamic_target(states[i], *golds[i], scores[r], n_labels, root)
+            out_rows[i][moves[i]], out_y[i][moves[i]] = rows[r].tolist(), target
+            if _coin(seed, i, moves[i]) < follow:
+                masked = np.where(states[i].legal(n_labels, root), scores[r], -np.inf)
+                target = int(np.argmax(masked))
+            states[i].apply(target, n_labels)
+            moves[i] += 1
+        active = [i for i in active if not states[i].done()]
+    idx = np.array([row for rows in out_rows for row in rows], np.int32)
+    return Instances(idx.reshape(-1, vocab.n_features), np.array(sum(out_y, []), np.int32),
+                     len(chosen), len(sentences) - len(chosen))
 
 
 def make_instances_in_python(sentences, vocab: Vocabulary) -> Instances:
