@@ -31,6 +31,14 @@ def positive_int_list(text: str) -> list:
     return [positive_int(t) for t in text.split(",")]
 
 
+def non_negative_int(text: str) -> int:
+    """An integer >= 0."""
+    value = int_value(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
 def int_value(text: str) -> int:
     """Any integer (a seed)."""
     try:

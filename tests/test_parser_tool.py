@@ -334,6 +334,13 @@ def test_two_ranks_train_the_model_one_process_trains(tmp_path):
     a, b = ParserModel.load(tmp_path / "one.npz"), ParserModel.load(tmp_path / "two.npz")
     for x, y in zip(a.p, b.p):   # the same global batches: equal to float32 sums' order
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+    explored = subprocess.run([mpiexec(), "-n", "2", sys.executable, "-m", "fastgrad",
+                               *args, "--epochs", "2", "--explore-after", "1", "--model",
+                               str(tmp_path / "x2.npz")],
+                              capture_output=True, text=True, cwd="/", env=env, timeout=300)
+    assert explored.returncode == 0, explored.stderr
+    assert explored.stdout.count("explored in") == 1
+    assert ParserModel.load(tmp_path / "x2.npz").options["oracle"] == "dynamic"
     bad = subprocess.run([mpiexec(), "-n", "2", sys.executable, "-m", "fastgrad",
                           *args[:3], str(tmp_path / "missing.conllu"), *args[4:],
                           "--model", str(tmp_path / "x.npz")], capture_output=True, text=True,
@@ -521,3 +528,27 @@ def test_models_of_format_version_1_still_load_and_parse(trained, tmp_path):
     assert cli.main(["parse", "--model", str(old), dev, "-o", str(out)]) == 0
     assert out.read_bytes() == ParserModel.load(model_path).parse_chunk(
         next(conllu.chunks(dev, need_tree=False)))
+
+
+def test_exploration_epochs_follow_the_model_and_are_recorded(tmp_path, capsys):
+    train = toy_file(tmp_path / "train.conllu", range(60))
+    dev = toy_file(tmp_path / "dev.conllu", range(60, 80))
+    model = tmp_path / "m.npz"
+    args = ["train", "--train", train, "--dev", dev, "--model", str(model), "--epochs", "4",
+            "--hidden", "32", "--embed-dim", "16", "--batch-size", "32", "--dropout", "0.1",
+            "--lr", "0.05", "--min-count", "1", "--threads", "1", "--explore-after", "2",
+            "--patience", "9"]
+    assert cli.main(args) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("epoch")]
+    assert ["explored in" in x for x in lines] == [False, False, True, True]
+    loaded = ParserModel.load(model)
+    assert (loaded.options["oracle"], loaded.options["explore_after"],
+            loaded.options["explore_p"]) == ("dynamic", 2, 0.9)
+    gold = conllu.read(dev, need_tree=True)
+    assert attachment_scores(gold, loaded.parse(gold))["las"] > 95.0
+    assert cli.main(args + ["--oracle", "static"]) == 0
+    assert "explored" not in capsys.readouterr().out
+    for bad in (["--explore-p", "1.5"], ["--explore-after", "-1"]):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(args + bad)
+        assert exit_.value.code == 2

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from fastgrad._cli_types import positive_int
+from fastgrad._cli_types import non_negative_int, positive_int, real_in
 from fastgrad.parser.options import add_training_options, tag_columns
 
 SUBCOMMANDS = ("train", "parse", "evaluate")
@@ -42,6 +42,15 @@ def _train_parser(sub) -> None:
                    help="passes over the text for the word vectors (default 15)")
     t.add_argument("--skipgram-window", type=positive_int, default=5,
                    help="the skip-gram's largest context distance (default 5)")
+    t.add_argument("--oracle", choices=["dynamic", "static"], default="dynamic",
+                   help="dynamic (default): after --explore-after epochs, train on the states "
+                        "the model itself reaches, with the dynamic oracle's targets; "
+                        "static: the gold derivations only")
+    t.add_argument("--explore-after", type=non_negative_int, default=1, metavar="EPOCHS",
+                   help="static epochs before exploring (default 1)")
+    t.add_argument("--explore-p", type=real_in(0.0, 1.0), default=0.9, metavar="P",
+                   help="while exploring, follow the model's move with this probability, "
+                        "else the oracle's (default 0.9)")
     t.add_argument("--nonprojective", choices=["lift", "skip"], default="lift",
                    help="lift (default): train on non-projective trees made projective "
                         "and output non-projective parses (pseudo-projective parsing); "
@@ -133,7 +142,8 @@ def run(args, log, comm=None) -> int:
                         embeddings=args.embeddings, patience=args.patience,
                         tag_columns=args.tag_columns, threads=args.threads,
                         nonprojective=args.nonprojective, word_vectors=args.word_vectors,
-                        raw_text=args.raw_text,
+                        raw_text=args.raw_text, oracle=args.oracle,
+                        explore_after=args.explore_after, explore_p=args.explore_p,
                         skipgram=SkipGramOptions(epochs=args.skipgram_epochs,
                                                  window=args.skipgram_window), comm=comm,
                         log=(lambda _: None) if args.quiet else log)

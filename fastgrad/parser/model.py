@@ -19,7 +19,8 @@ import fastgrad
 from fastgrad.parser import conllu
 from fastgrad.parser.projectivize import SEPARATOR, Lowering, projectivize_trees
 from fastgrad.parser.scoring import score_arrays
-from fastgrad.parser.transitions import Tree, make_instances, parse, parse_encoded
+from fastgrad.parser.transitions import (Tree, explore_instances, make_instances, parse,
+                                         parse_encoded)
 from fastgrad.parser.vocab import Vocabulary
 from fastgrad.parser.word_vectors import SkipGramOptions, train_word_vectors
 
@@ -110,6 +111,7 @@ def available_tag_columns(sentences) -> list:
 
 NONPROJECTIVE = ("lift", "skip")
 WORD_VECTORS = ("skipgram", "none")
+ORACLES = ("dynamic", "static")
 
 
 class _Setup(NamedTuple):
@@ -123,15 +125,20 @@ class _Setup(NamedTuple):
     n_lifted: int         # non-projective training trees lifted
     vectors_note: str     # for the progress line
     vectors_meta: dict    # for the model file
+    trees: list           # the training trees (lifted), for exploration
 
 
 def _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim, hidden,
              seed, embeddings, optimizer, lr, threads, comm, nonprojective, word_vectors,
-             raw_text, skipgram):
+             raw_text, skipgram, oracle, explore_after, explore_p):
     """What train needs before its first epoch (the same on every rank)."""
     from fastgrad import _threads
     from fastgrad._arc_standard import projective_trees
 
+    if oracle not in ORACLES:
+        raise ValueError(f"oracle must be one of {ORACLES}, got {oracle!r}")
+    if not 0.0 <= explore_p <= 1.0 or explore_after < 0:
+        raise ValueError("explore_p must lie in [0, 1] and explore_after be >= 0")
     if nonprojective not in NONPROJECTIVE:
         raise ValueError(f"nonprojective must be one of {NONPROJECTIVE}, got {nonprojective!r}")
     if word_vectors not in WORD_VECTORS:
@@ -186,7 +193,7 @@ def _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim, 
     opt = make_optimizer(optimizer, p, lr)
     dev_score = _DevScorer(dev_bank, vocab, Lowering(vocab.labels, nonprojective == "lift"))
     return _Setup(vocab, data, p, opt, dev_score, threads, tag_columns,
-                  len(lifted), note, meta)
+                  len(lifted), note, meta, trees)
 
 
 def _evaluate_and_save(model, dev_score, best, model_path, comm):
@@ -209,6 +216,18 @@ def _evaluate_and_save(model, dev_score, best, model_path, comm):
         fd._agree(comm, error, None)
         scores, improved = comm.bcast((scores, improved), root=0)
     return scores, improved
+
+
+def _same_on_every_rank(comm, data) -> None:
+    """Every rank parses the training set with the same parameters, so its explored
+    instances agree; should a rank's floating point differ anyway (another BLAS
+    path), rank 0's instances replace every rank's, so the ranks shard one data set."""
+    import zlib
+
+    digest = zlib.crc32(data.y.tobytes(), zlib.crc32(data.idx.tobytes()))
+    if len(set(comm.allgather(digest))) > 1:
+        comm.Bcast(data.idx, root=0)
+        comm.Bcast(data.y, root=0)
 
 
 class _DevScorer:
@@ -368,6 +387,7 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
           l2: float = 1e-8, seed: int = 0, min_count: int = 2, embeddings=None,
           patience: int | None = 5, tag_columns=None, threads: int | None = None,
           nonprojective: str = "lift", word_vectors: str = "skipgram", raw_text=None,
+          oracle: str = "dynamic", explore_after: int = 1, explore_p: float = 0.9,
           skipgram: SkipGramOptions = SkipGramOptions(),
           comm=None, log: Callable[[str], None] = print) -> dict:
     """Train on a gold CoNLL-U file (a path, or a list of conllu.Sentences; so the
@@ -382,6 +402,11 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
     trained on the training forms, and raw_text, a file of one sentence a line, if
     given; fastgrad.parser.word_vectors) or "none"; embeddings (a word2vec text
     file) replaces them.
+    oracle: "static" (every epoch trains on the static oracle's derivations) or
+    "dynamic": after explore_after epochs, each epoch trains on the states met by
+    parsing the training set with the model, following its best move with
+    probability explore_p and the dynamic oracle's otherwise, each state's target
+    the dynamic oracle's (transitions.explore_instances).
     threads: the kernels' thread count for the whole run (default: the usable
     cores, shared among the ranks a launcher started on this host), fixed so that
     the same command and seed give the same model.
@@ -399,7 +424,8 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
     try:   # every rank builds the same vocabulary and instances from the same files
         setup = _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim,
                          hidden, seed, embeddings, optimizer, lr, threads, comm,
-                         nonprojective, word_vectors, raw_text, skipgram)
+                         nonprojective, word_vectors, raw_text, skipgram, oracle,
+                         explore_after, explore_p)
     except (OSError, ValueError) as err:
         if comm is None:
             raise
@@ -413,6 +439,7 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
                "dropout": dropout, "l2": l2, "seed": seed, "min_count": min_count,
                "embeddings": None if embeddings is None else os.fspath(embeddings),
                "tag_columns": list(tag_columns), "nonprojective": nonprojective,
+               "oracle": oracle, "explore_after": explore_after, "explore_p": explore_p,
                "word_vectors": setup.vectors_meta}
     ranks = "" if comm is None else f" on each of {comm.Get_size()} MPI ranks"
     nonproj = f"{setup.n_lifted} non-projective, lifted" if nonprojective == "lift" \
@@ -429,10 +456,21 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
     previous = _threads._user_threads
     fastgrad.set_num_threads(threads)
     try:
+        explored = None
         for epoch in range(1, epochs + 1):
-            stats = fastgrad.fit(p, data.idx, data.y, opt, epochs=1, batch_size=batch_size,
-                                 dropout=dropout, l2=l2, shuffle_seed=seed * 100_003 + epoch,
-                                 comm=comm)[0]
+            epoch_data, explore_note = data, ""
+            if oracle == "dynamic" and epoch > explore_after:
+                t0 = time.perf_counter()
+                explored = explore_instances(model._predictor(refresh=True), setup.trees,
+                                             vocab, explore_p, seed * 100_003 + epoch,
+                                             n_threads=threads, out=explored)
+                if comm is not None:
+                    _same_on_every_rank(comm, explored)
+                epoch_data = explored
+                explore_note = f"explored in {time.perf_counter() - t0:.1f} s, "
+            stats = fastgrad.fit(p, epoch_data.idx, epoch_data.y, opt, epochs=1,
+                                 batch_size=batch_size, dropout=dropout, l2=l2,
+                                 shuffle_seed=seed * 100_003 + epoch, comm=comm)[0]
             t0 = time.perf_counter()
             scores, improved = _evaluate_and_save(model, dev_score, best, model_path, comm)
             parse_seconds = time.perf_counter() - t0
@@ -441,7 +479,8 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
             history.append({"epoch": epoch, "loss": stats.loss,
                             "states_per_s": stats.examples_per_s,
                             "dev_uas": scores["uas"], "dev_las": scores["las"]})
-            log(f"epoch {epoch}: loss {stats.loss:.4f}, {stats.examples_per_s:,.0f} states/s; "
+            log(f"epoch {epoch}: {explore_note}loss {stats.loss:.4f}, "
+                f"{stats.examples_per_s:,.0f} states/s; "
                 f"dev UAS {scores['uas']:.2f} LAS {scores['las']:.2f} "
                 f"({scores['words'] / parse_seconds:,.0f} words/s parsed)"
                 + (f"; saved to {model_path}" if improved else ""))
