@@ -552,3 +552,24 @@ def test_exploration_epochs_follow_the_model_and_are_recorded(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_:
             cli.main(args + bad)
         assert exit_.value.code == 2
+
+
+def test_word_dropout_replaces_rare_words_more_often():
+    from fastgrad.parser.model import _word_counts, word_dropout_rows
+    from fastgrad.parser.transitions import Tree
+    trees = [Tree(["a"] * 50 + ["b"], ["X"] * 51, [0] + [1] * 50, ["root"] + ["d"] * 50)]
+    vocab = Vocabulary(trees, min_count=1)
+    counts = _word_counts(trees, vocab)
+    a, b, unk = vocab.word_id["a"], vocab.word_id["b"], vocab.word_id["<UNK>"]
+    assert counts[a] == 50 and counts[b] == 1 and np.isinf(counts[:3]).all()
+    idx = np.full((20000, 30), vocab.tag_id["X"], np.int32)
+    idx[:, :18] = np.where(np.arange(18) % 2, a, b)
+    idx[:, 5] = vocab.word_id["<NULL>"]
+    out = word_dropout_rows(idx, counts, 0.25, unk, seed=1)
+    assert (idx[:, :18] != unk).all() and out is not idx
+    rate_b = (out[:, :18:2] == unk).mean()
+    rate_a = (out[:, 1:18:2][:, [0, 1, 3, 4, 5, 6, 7, 8]] == unk).mean()
+    assert abs(rate_b - 0.25 / 1.25) < 0.01 and abs(rate_a - 0.25 / 50.25) < 0.002
+    assert (out[:, 5] == vocab.word_id["<NULL>"]).all() and (out[:, 18:] == idx[:, 18:]).all()
+    again = word_dropout_rows(idx, counts, 0.25, unk, seed=1, out=np.empty_like(idx))
+    assert np.array_equal(out, again)

@@ -51,6 +51,10 @@ def _train_parser(sub) -> None:
     t.add_argument("--explore-p", type=real_in(0.0, 1.0), default=0.9, metavar="P",
                    help="while exploring, follow the model's move with this probability, "
                         "else the oracle's (default 0.9)")
+    t.add_argument("--word-dropout", type=real_in(0.0, float("inf")), default=0.25,
+                   metavar="ALPHA",
+                   help="a training word seen c times becomes UNK with probability "
+                        "ALPHA/(ALPHA+c) in each epoch's rows (default 0.25; 0: off)")
     t.add_argument("--nonprojective", choices=["lift", "skip"], default="lift",
                    help="lift (default): train on non-projective trees made projective "
                         "and output non-projective parses (pseudo-projective parsing); "
@@ -144,6 +148,7 @@ def run(args, log, comm=None) -> int:
                         nonprojective=args.nonprojective, word_vectors=args.word_vectors,
                         raw_text=args.raw_text, oracle=args.oracle,
                         explore_after=args.explore_after, explore_p=args.explore_p,
+                        word_dropout=args.word_dropout,
                         skipgram=SkipGramOptions(epochs=args.skipgram_epochs,
                                                  window=args.skipgram_window), comm=comm,
                         log=(lambda _: None) if args.quiet else log)

@@ -21,7 +21,7 @@ from fastgrad.parser.projectivize import SEPARATOR, Lowering, projectivize_trees
 from fastgrad.parser.scoring import score_arrays
 from fastgrad.parser.transitions import (Tree, explore_instances, make_instances, parse,
                                          parse_encoded)
-from fastgrad.parser.vocab import Vocabulary
+from fastgrad.parser.vocab import UNK, Vocabulary
 from fastgrad.parser.word_vectors import SkipGramOptions, train_word_vectors
 
 __all__ = ["ParserModel", "ParserModelError", "train", "read_embeddings", "to_tree",
@@ -130,15 +130,16 @@ class _Setup(NamedTuple):
 
 def _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim, hidden,
              seed, embeddings, optimizer, lr, threads, comm, nonprojective, word_vectors,
-             raw_text, skipgram, oracle, explore_after, explore_p):
+             raw_text, skipgram, oracle, explore_after, explore_p, word_dropout):
     """What train needs before its first epoch (the same on every rank)."""
     from fastgrad import _threads
     from fastgrad._arc_standard import projective_trees
 
     if oracle not in ORACLES:
         raise ValueError(f"oracle must be one of {ORACLES}, got {oracle!r}")
-    if not 0.0 <= explore_p <= 1.0 or explore_after < 0:
-        raise ValueError("explore_p must lie in [0, 1] and explore_after be >= 0")
+    if not 0.0 <= explore_p <= 1.0 or explore_after < 0 or not word_dropout >= 0:
+        raise ValueError("explore_p must lie in [0, 1], explore_after and word_dropout "
+                         "be >= 0")
     if nonprojective not in NONPROJECTIVE:
         raise ValueError(f"nonprojective must be one of {NONPROJECTIVE}, got {nonprojective!r}")
     if word_vectors not in WORD_VECTORS:
@@ -228,6 +229,29 @@ def _same_on_every_rank(comm, data) -> None:
     if len(set(comm.allgather(digest))) > 1:
         comm.Bcast(data.idx, root=0)
         comm.Bcast(data.y, root=0)
+
+
+def _word_counts(trees, vocab: Vocabulary) -> np.ndarray:
+    """Training occurrences per id of the joint space (inf for everything but real
+    words: NULL, ROOT, UNK, tags and labels are never dropped)."""
+    counts = np.full(vocab.size, np.inf)
+    unk = vocab.word_id[UNK]
+    ids = np.fromiter((vocab.word_id.get(w, unk) for t in trees for w in t.words), np.int64)
+    counts[3:vocab.n_words] = np.bincount(ids, minlength=vocab.size)[3:vocab.n_words]
+    return counts
+
+
+def word_dropout_rows(idx, counts, alpha: float, unk: int, seed: int, out=None):
+    """A copy of training rows (into out, when given) whose 18 word slots hold UNK
+    with probability alpha / (alpha + count of the word) each."""
+    if out is None or out.shape != idx.shape:
+        out = idx.copy()
+    else:
+        np.copyto(out, idx)
+    words = out[:, :18]
+    drop = np.random.default_rng(seed).random(words.shape) < alpha / (alpha + counts[words])
+    words[drop] = unk
+    return out
 
 
 class _DevScorer:
@@ -388,6 +412,7 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
           patience: int | None = 5, tag_columns=None, threads: int | None = None,
           nonprojective: str = "lift", word_vectors: str = "skipgram", raw_text=None,
           oracle: str = "dynamic", explore_after: int = 1, explore_p: float = 0.9,
+          word_dropout: float = 0.25,
           skipgram: SkipGramOptions = SkipGramOptions(),
           comm=None, log: Callable[[str], None] = print) -> dict:
     """Train on a gold CoNLL-U file (a path, or a list of conllu.Sentences; so the
@@ -407,6 +432,10 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
     parsing the training set with the model, following its best move with
     probability explore_p and the dynamic oracle's otherwise, each state's target
     the dynamic oracle's (transitions.explore_instances).
+    word_dropout: alpha of word dropout (Kiperwasser & Goldberg 2016): in each
+    epoch's training rows a word seen c times in training becomes UNK with
+    probability alpha / (alpha + c), so that UNK's rows learn from words like the
+    unseen ones of new text (0: off).
     threads: the kernels' thread count for the whole run (default: the usable
     cores, shared among the ranks a launcher started on this host), fixed so that
     the same command and seed give the same model.
@@ -425,7 +454,7 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
         setup = _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim,
                          hidden, seed, embeddings, optimizer, lr, threads, comm,
                          nonprojective, word_vectors, raw_text, skipgram, oracle,
-                         explore_after, explore_p)
+                         explore_after, explore_p, word_dropout)
     except (OSError, ValueError) as err:
         if comm is None:
             raise
@@ -440,6 +469,7 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
                "embeddings": None if embeddings is None else os.fspath(embeddings),
                "tag_columns": list(tag_columns), "nonprojective": nonprojective,
                "oracle": oracle, "explore_after": explore_after, "explore_p": explore_p,
+               "word_dropout": word_dropout,
                "word_vectors": setup.vectors_meta}
     ranks = "" if comm is None else f" on each of {comm.Get_size()} MPI ranks"
     nonproj = f"{setup.n_lifted} non-projective, lifted" if nonprojective == "lift" \
@@ -456,7 +486,8 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
     previous = _threads._user_threads
     fastgrad.set_num_threads(threads)
     try:
-        explored = None
+        explored = dropped = None
+        word_counts = _word_counts(setup.trees, vocab)
         for epoch in range(1, epochs + 1):
             epoch_data, explore_note = data, ""
             if oracle == "dynamic" and epoch > explore_after:
@@ -468,6 +499,11 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
                     _same_on_every_rank(comm, explored)
                 epoch_data = explored
                 explore_note = f"explored in {time.perf_counter() - t0:.1f} s, "
+            if word_dropout > 0:
+                dropped = word_dropout_rows(epoch_data.idx, word_counts, word_dropout,
+                                            vocab.word_id[UNK], seed * 100_003 + epoch,
+                                            out=dropped)
+                epoch_data = epoch_data._replace(idx=dropped)
             stats = fastgrad.fit(p, epoch_data.idx, epoch_data.y, opt, epochs=1,
                                  batch_size=batch_size, dropout=dropout, l2=l2,
                                  shuffle_seed=seed * 100_003 + epoch, comm=comm)[0]
