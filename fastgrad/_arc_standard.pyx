@@ -69,6 +69,23 @@ def projective_trees(const int32_t[::1] heads, const int32_t[::1] lengths):
     return out.view(bool)
 
 
+cdef inline void _join(int32_t* cell, const int32_t* src, int32_t width, int32_t w,
+                       const int32_t* nodes, const int32_t* gold_head, int32_t base,
+                       int32_t INF) noexcept nogil:
+    """The dynamic oracle's table: span src grown by node w (nodes[w]) into cell. The
+    span's head h either takes w as a dependent (h stays the head) or becomes w's
+    dependent (w the head); each costs 1 when that arc is not gold."""
+    cdef int32_t k, cost, u = nodes[w]
+    for k in range(width):
+        if src[k] < INF:
+            cost = src[k] + (gold_head[base + u] != nodes[k])
+            if cost < cell[k]:
+                cell[k] = cost
+            cost = src[k] + (gold_head[base + nodes[k]] != u)
+            if cost < cell[w]:
+                cell[w] = cost
+
+
 cdef class ArcStandardBatch:
     """States of a batch of sentences, parsed together (see the module's notes)."""
 
@@ -342,9 +359,8 @@ cdef class ArcStandardBatch:
         cdef int32_t* prev = scratch + 3 * (n + 1)
         cdef int32_t* cur
         cdef int32_t* tmp
-        cdef int32_t Q = 0, b, c, h, u, v, i, j, k, total, width, INF = n + 1, best, cost
+        cdef int32_t Q = 0, b, c, i, j, k, total, width, INF = n + 1, best, cost
         cdef int32_t* cell
-        cdef int32_t* src
         for c in range(n + 1):
             marked[c] = 0
         for c in range(1, next_word):
@@ -376,27 +392,9 @@ cdef class ArcStandardBatch:
                     cell[0 if i == 1 else P] = 0
                     continue
                 if i > 0:                  # the stack word below joins on the left
-                    u = nodes[i - 1]
-                    src = prev + (i - 1) * width
-                    for k in range(width):
-                        if src[k] < INF:
-                            cost = src[k] + (gold_head[base + u] != nodes[k])
-                            if cost < cell[k]:
-                                cell[k] = cost
-                            cost = src[k] + (gold_head[base + nodes[k]] != u)
-                            if cost < cell[i - 1]:
-                                cell[i - 1] = cost
+                    _join(cell, prev + (i - 1) * width, width, i - 1, nodes, gold_head, base, INF)
                 if j > 0:                  # the next right-stack word joins on the right
-                    v = nodes[P + j - 1]
-                    src = prev + i * width
-                    for k in range(width):
-                        if src[k] < INF:
-                            cost = src[k] + (gold_head[base + v] != nodes[k])
-                            if cost < cell[k]:
-                                cell[k] = cost
-                            cost = src[k] + (gold_head[base + nodes[k]] != v)
-                            if cost < cell[P + j - 1]:
-                                cell[P + j - 1] = cost
+                    _join(cell, prev + i * width, width, P + j - 1, nodes, gold_head, base, INF)
             tmp = prev
             prev = cur
             cur = tmp
