@@ -21,7 +21,7 @@ from fastgrad.parser.projectivize import SEPARATOR, Lowering, projectivize_trees
 from fastgrad.parser.scoring import score_arrays
 from fastgrad.parser.transitions import (Tree, explore_instances, make_instances, parse,
                                          parse_encoded)
-from fastgrad.parser.vocab import UNK, Vocabulary
+from fastgrad.parser.vocab import UNK, Vocabulary, column_prefix
 from fastgrad.parser.word_vectors import SkipGramOptions, train_word_vectors
 
 __all__ = ["ParserModel", "ParserModelError", "train", "read_embeddings", "to_tree",
@@ -53,7 +53,7 @@ def to_tree(sentence: conllu.Sentence, tag_columns=("upos",)) -> Tree:
     """The words, tags (the first tag column; the others as extra_tags, each value
     prefixed by its column's name), heads and relations of a CoNLL-U sentence."""
     columns = [[w[TAG_COLUMNS[name]] for w in sentence.words] for name in tag_columns]
-    extra = tuple([f"{name}={v}" for v in values]
+    extra = tuple([column_prefix(name) + v for v in values]
                   for name, values in zip(tag_columns[1:], columns[1:]))
     return Tree(sentence.forms, columns[0], sentence.heads, sentence.deprels, extra)
 
@@ -84,7 +84,7 @@ class Treebank(NamedTuple):
     def trees(self, tag_columns) -> list:
         """One transitions.Tree per sentence (to_tree's)."""
         tags = [self.columns[TAG_COLUMNS[name]] for name in tag_columns]
-        tags[1:] = [[f"{name}={v}" for v in values]
+        tags[1:] = [[column_prefix(name) + v for v in values]
                     for name, values in zip(tag_columns[1:], tags[1:])]
         forms, rels, heads = self.columns[conllu.FORM], self.columns[conllu.DEPREL], \
             self.heads.tolist()

@@ -8,9 +8,15 @@ from itertools import repeat
 
 import numpy as np
 
-__all__ = ["NULL", "ROOT", "UNK", "Vocabulary"]
+__all__ = ["NULL", "ROOT", "UNK", "Vocabulary", "column_prefix"]
 
 NULL, ROOT, UNK = "<NULL>", "<ROOT>", "<UNK>"
+
+
+def column_prefix(name: str) -> str:
+    """What a tag column after the first prefixes to its values in the joint id
+    space (``feats=Case=Nom``), so that equal strings of two columns stay apart."""
+    return name + "="
 
 
 class Vocabulary:
@@ -103,7 +109,7 @@ class Vocabulary:
             words = {w.encode("utf-8"): i for w, i in self.word_id.items()}
             columns = [{t.encode("utf-8"): i for t, i in self.tag_id.items()}]
             for name in self.tag_columns[1:]:
-                prefix = name + "="
+                prefix = column_prefix(name)
                 columns.append({t[len(prefix):].encode("utf-8"): i
                                 for t, i in self.tag_id.items() if t.startswith(prefix)})
             self._bytes = (words, columns)
@@ -131,7 +137,7 @@ class Vocabulary:
         up under its prefix), and a smaller table stays in cache."""
         frequent = np.arange(min(self.n_words, 3 + top_words))
         labels = np.arange(self.n_words + self.n_tags, self.size)
-        prefixes = [name + "=" for name in self.tag_columns[1:]]
+        prefixes = [column_prefix(name) for name in self.tag_columns[1:]]
         columns = []
         for c, name in enumerate(self.tag_columns):
             mine = [k for k, tag in enumerate(self.tags[3:], start=3)
