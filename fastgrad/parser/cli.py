@@ -59,7 +59,7 @@ def _train_parser(sub) -> None:
                    help="lift (default): train on non-projective trees made projective "
                         "and output non-projective parses (pseudo-projective parsing); "
                         "skip: leave them out, output projective trees")
-    add_training_options(t, epochs=20)
+    add_training_options(t, epochs=20, hidden=400, embed_dim=100, optimizer="adam")
     t.add_argument("--patience", type=positive_int, default=5,
                    help="stop after this many epochs without a better dev LAS (default 5)")
     t.add_argument("--min-count", type=positive_int, default=2,

@@ -406,7 +406,7 @@ def read_embeddings(path, vocab: Vocabulary, L: np.ndarray) -> int:
 
 
 def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
-          hidden: int = 200, embed_dim: int = 50, optimizer: str = "adagrad",
+          hidden: int = 400, embed_dim: int = 100, optimizer: str = "adam",
           lr: float | None = None, batch_size: int = 256, dropout: float = 0.5,
           l2: float = 1e-8, seed: int = 0, min_count: int = 2, embeddings=None,
           patience: int | None = 5, tag_columns=None, threads: int | None = None,

@@ -16,12 +16,14 @@ def tag_columns(text: str) -> list:
     return names
 
 
-def add_training_options(ap, *, epochs: int) -> None:
-    """The hyperparameters the showcase and train share."""
+def add_training_options(ap, *, epochs: int, hidden: int = 200, embed_dim: int = 50,
+                         optimizer: str = "adagrad") -> None:
+    """The hyperparameters the showcase and train share (with defaults of their own:
+    the showcase keeps Chen & Manning's, train has the ones chosen by dev scores)."""
     ap.add_argument("--epochs", type=positive_int, default=epochs)
-    ap.add_argument("--hidden", type=positive_int, default=200)
-    ap.add_argument("--embed-dim", type=positive_int, default=50)
-    ap.add_argument("--optimizer", choices=["adagrad", "adam"], default="adagrad")
+    ap.add_argument("--hidden", type=positive_int, default=hidden)
+    ap.add_argument("--embed-dim", type=positive_int, default=embed_dim)
+    ap.add_argument("--optimizer", choices=["adagrad", "adam"], default=optimizer)
     ap.add_argument("--lr", type=real_in(0.0, float("inf"), low_open=True), default=None,
                     help="default: 0.01 AdaGrad, 5e-4 Adam")
     ap.add_argument("--batch-size", type=positive_int, default=256)
