@@ -40,8 +40,8 @@ def _train_parser(sub) -> None:
                         "words separated by spaces (streamed)")
     t.add_argument("--skipgram-epochs", type=positive_int, default=15,
                    help="passes over the text for the word vectors (default 15)")
-    t.add_argument("--skipgram-window", type=positive_int, default=5,
-                   help="the skip-gram's largest context distance (default 5)")
+    t.add_argument("--skipgram-window", type=positive_int, default=2,
+                   help="the skip-gram's largest context distance (default 2)")
     t.add_argument("--oracle", choices=["dynamic", "static"], default="dynamic",
                    help="dynamic (default): after --explore-after epochs, train on the states "
                         "the model itself reaches, with the dynamic oracle's targets; "

@@ -7,7 +7,9 @@ deterministic for a seed by construction (one thread, its own generator: no
 hash seeds, no worker scheduling), and the default parser needs no extra
 package. It runs word2vec's recipe, with the settings that Parsito's English
 models were trained with where they apply (skip-gram, 5 noise words, 15 epochs,
-min count 2); the window and subsampling are word2vec's defaults.
+min count 2), word2vec's subsampling, and a window of 2: narrow windows make
+syntactic neighbours (Bansal, Gimpel & Livescu 2014), and on EWT dev it did no
+worse than 5 in a third of the time (bench/results/parser-accuracy-2core.md).
 
 Raw text: UTF-8, one sentence a line, words separated by whitespace; streamed
 twice (counting, then encoding to int32 ids), never held as Python strings.
@@ -27,7 +29,7 @@ __all__ = ["SkipGramOptions", "WordVectors", "train_word_vectors", "raw_text_sen
 
 class SkipGramOptions(NamedTuple):
     epochs: int = 15
-    window: int = 5
+    window: int = 2
     negative: int = 5
     min_count: int = 2
     sample: float = 1e-3
