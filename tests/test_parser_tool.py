@@ -543,12 +543,12 @@ def test_exploration_epochs_follow_the_model_and_are_recorded(tmp_path, capsys):
     assert ["explored in" in x for x in lines] == [False, False, True, True]
     loaded = ParserModel.load(model)
     assert (loaded.options["oracle"], loaded.options["explore_after"],
-            loaded.options["explore_p"]) == ("dynamic", 2, 0.9)
+            loaded.options["explore_p"], loaded.options["lr_decay"]) == ("dynamic", 2, 0.9, 1.0)
     gold = conllu.read(dev, need_tree=True)
     assert attachment_scores(gold, loaded.parse(gold))["las"] > 95.0
     assert cli.main(args + ["--oracle", "static"]) == 0
     assert "explored" not in capsys.readouterr().out
-    for bad in (["--explore-p", "1.5"], ["--explore-after", "-1"]):
+    for bad in (["--explore-p", "1.5"], ["--explore-after", "-1"], ["--lr-decay", "0"]):
         with pytest.raises(SystemExit) as exit_:
             cli.main(args + bad)
         assert exit_.value.code == 2

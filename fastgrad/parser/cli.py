@@ -55,6 +55,8 @@ def _train_parser(sub) -> None:
                    metavar="ALPHA",
                    help="a training word seen c times becomes UNK with probability "
                         "ALPHA/(ALPHA+c) in each epoch's rows (default 0.25; 0: off)")
+    t.add_argument("--lr-decay", type=real_in(0.0, 1.0, low_open=True), default=1.0,
+                   metavar="FACTOR", help="epoch e trains at lr x FACTOR^(e-1) (default 1)")
     t.add_argument("--nonprojective", choices=["lift", "skip"], default="lift",
                    help="lift (default): train on non-projective trees made projective "
                         "and output non-projective parses (pseudo-projective parsing); "
@@ -148,7 +150,7 @@ def run(args, log, comm=None) -> int:
                         nonprojective=args.nonprojective, word_vectors=args.word_vectors,
                         raw_text=args.raw_text, oracle=args.oracle,
                         explore_after=args.explore_after, explore_p=args.explore_p,
-                        word_dropout=args.word_dropout,
+                        word_dropout=args.word_dropout, lr_decay=args.lr_decay,
                         skipgram=SkipGramOptions(epochs=args.skipgram_epochs,
                                                  window=args.skipgram_window), comm=comm,
                         log=(lambda _: None) if args.quiet else log)

@@ -130,16 +130,17 @@ class _Setup(NamedTuple):
 
 def _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim, hidden,
              seed, embeddings, optimizer, lr, threads, comm, nonprojective, word_vectors,
-             raw_text, skipgram, oracle, explore_after, explore_p, word_dropout):
+             raw_text, skipgram, oracle, explore_after, explore_p, word_dropout, lr_decay):
     """What train needs before its first epoch (the same on every rank)."""
     from fastgrad import _threads
     from fastgrad._arc_standard import projective_trees
 
     if oracle not in ORACLES:
         raise ValueError(f"oracle must be one of {ORACLES}, got {oracle!r}")
-    if not 0.0 <= explore_p <= 1.0 or explore_after < 0 or not word_dropout >= 0:
-        raise ValueError("explore_p must lie in [0, 1], explore_after and word_dropout "
-                         "be >= 0")
+    if not 0.0 <= explore_p <= 1.0 or explore_after < 0 or not word_dropout >= 0 \
+            or not 0.0 < lr_decay <= 1.0:
+        raise ValueError("explore_p must lie in [0, 1], lr_decay in (0, 1], explore_after "
+                         "and word_dropout be >= 0")
     if nonprojective not in NONPROJECTIVE:
         raise ValueError(f"nonprojective must be one of {NONPROJECTIVE}, got {nonprojective!r}")
     if word_vectors not in WORD_VECTORS:
@@ -412,7 +413,7 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
           patience: int | None = 5, tag_columns=None, threads: int | None = None,
           nonprojective: str = "lift", word_vectors: str = "skipgram", raw_text=None,
           oracle: str = "dynamic", explore_after: int = 1, explore_p: float = 0.9,
-          word_dropout: float = 0.25,
+          word_dropout: float = 0.25, lr_decay: float = 1.0,
           skipgram: SkipGramOptions = SkipGramOptions(),
           comm=None, log: Callable[[str], None] = print) -> dict:
     """Train on a gold CoNLL-U file (a path, or a list of conllu.Sentences; so the
@@ -436,6 +437,7 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
     epoch's training rows a word seen c times in training becomes UNK with
     probability alpha / (alpha + c), so that UNK's rows learn from words like the
     unseen ones of new text (0: off).
+    lr_decay: epoch e trains at lr · lr_decay^(e-1).
     threads: the kernels' thread count for the whole run (default: the usable
     cores, shared among the ranks a launcher started on this host), fixed so that
     the same command and seed give the same model.
@@ -454,7 +456,7 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
         setup = _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim,
                          hidden, seed, embeddings, optimizer, lr, threads, comm,
                          nonprojective, word_vectors, raw_text, skipgram, oracle,
-                         explore_after, explore_p, word_dropout)
+                         explore_after, explore_p, word_dropout, lr_decay)
     except (OSError, ValueError) as err:
         if comm is None:
             raise
@@ -469,7 +471,7 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
                "embeddings": None if embeddings is None else os.fspath(embeddings),
                "tag_columns": list(tag_columns), "nonprojective": nonprojective,
                "oracle": oracle, "explore_after": explore_after, "explore_p": explore_p,
-               "word_dropout": word_dropout,
+               "word_dropout": word_dropout, "lr_decay": lr_decay,
                "word_vectors": setup.vectors_meta}
     ranks = "" if comm is None else f" on each of {comm.Get_size()} MPI ranks"
     nonproj = f"{setup.n_lifted} non-projective, lifted" if nonprojective == "lift" \
@@ -504,6 +506,7 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
                                             vocab.word_id[UNK], seed * 100_003 + epoch,
                                             out=dropped)
                 epoch_data = epoch_data._replace(idx=dropped)
+            opt.lr = options["lr"] * lr_decay ** (epoch - 1)
             stats = fastgrad.fit(p, epoch_data.idx, epoch_data.y, opt, epochs=1,
                                  batch_size=batch_size, dropout=dropout, l2=l2,
                                  shuffle_seed=seed * 100_003 + epoch, comm=comm)[0]
