@@ -128,13 +128,9 @@ class _Setup(NamedTuple):
     trees: list           # the training trees (lifted), for exploration
 
 
-def _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim, hidden,
-             seed, embeddings, optimizer, lr, threads, comm, nonprojective, word_vectors,
-             raw_text, skipgram, oracle, explore_after, explore_p, word_dropout, lr_decay):
-    """What train needs before its first epoch (the same on every rank)."""
-    from fastgrad import _threads
-    from fastgrad._arc_standard import projective_trees
-
+def _check_choices(nonprojective, word_vectors, raw_text, embeddings, oracle,
+                   explore_after, explore_p, word_dropout, lr_decay) -> None:
+    """train's options that argparse does not check for API callers."""
     if oracle not in ORACLES:
         raise ValueError(f"oracle must be one of {ORACLES}, got {oracle!r}")
     if not 0.0 <= explore_p <= 1.0 or explore_after < 0 or not word_dropout >= 0 \
@@ -148,6 +144,15 @@ def _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim, 
     if raw_text is not None and (embeddings is not None or word_vectors != "skipgram"):
         raise ValueError("raw text feeds the skip-gram word vectors, which embeddings (or "
                          "word vectors 'none') replace: give one or the other")
+
+
+def _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim, hidden,
+             seed, embeddings, optimizer, lr, threads, comm, nonprojective, word_vectors,
+             raw_text, skipgram):
+    """What train needs before its first epoch (the same on every rank)."""
+    from fastgrad import _threads
+    from fastgrad._arc_standard import projective_trees
+
     if threads is None:
         threads = max(1, _threads.usable_cores() // (1 if comm is None
                                                      else _threads.local_processes()))
@@ -453,10 +458,11 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
         log = lambda _: None   # noqa: E731 (rank 0 alone reports)
     error, setup = None, None
     try:   # every rank builds the same vocabulary and instances from the same files
+        _check_choices(nonprojective, word_vectors, raw_text, embeddings, oracle,
+                       explore_after, explore_p, word_dropout, lr_decay)
         setup = _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim,
                          hidden, seed, embeddings, optimizer, lr, threads, comm,
-                         nonprojective, word_vectors, raw_text, skipgram, oracle,
-                         explore_after, explore_p, word_dropout, lr_decay)
+                         nonprojective, word_vectors, raw_text, skipgram)
     except (OSError, ValueError) as err:
         if comm is None:
             raise
