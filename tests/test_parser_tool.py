@@ -543,7 +543,7 @@ def test_exploration_epochs_follow_the_model_and_are_recorded(tmp_path, capsys):
     assert ["explored in" in x for x in lines] == [False, False, True, True]
     loaded = ParserModel.load(model)
     assert (loaded.options["oracle"], loaded.options["explore_after"],
-            loaded.options["explore_p"], loaded.options["lr_decay"]) == ("dynamic", 2, 0.9, 1.0)
+            loaded.options["explore_p"], loaded.options["lr_decay"]) == ("dynamic", 2, 0.9, 0.9)
     gold = conllu.read(dev, need_tree=True)
     assert attachment_scores(gold, loaded.parse(gold))["las"] > 95.0
     assert cli.main(args + ["--oracle", "static"]) == 0

@@ -55,8 +55,8 @@ def _train_parser(sub) -> None:
                    metavar="ALPHA",
                    help="a training word seen c times becomes UNK with probability "
                         "ALPHA/(ALPHA+c) in each epoch's rows (default 0.25; 0: off)")
-    t.add_argument("--lr-decay", type=real_in(0.0, 1.0, low_open=True), default=1.0,
-                   metavar="FACTOR", help="epoch e trains at lr x FACTOR^(e-1) (default 1)")
+    t.add_argument("--lr-decay", type=real_in(0.0, 1.0, low_open=True), default=0.9,
+                   metavar="FACTOR", help="epoch e trains at lr x FACTOR^(e-1) (default 0.9)")
     t.add_argument("--nonprojective", choices=["lift", "skip"], default="lift",
                    help="lift (default): train on non-projective trees made projective "
                         "and output non-projective parses (pseudo-projective parsing); "

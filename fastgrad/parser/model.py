@@ -418,7 +418,7 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
           patience: int | None = 5, tag_columns=None, threads: int | None = None,
           nonprojective: str = "lift", word_vectors: str = "skipgram", raw_text=None,
           oracle: str = "dynamic", explore_after: int = 1, explore_p: float = 0.9,
-          word_dropout: float = 0.25, lr_decay: float = 1.0,
+          word_dropout: float = 0.25, lr_decay: float = 0.9,
           skipgram: SkipGramOptions = SkipGramOptions(),
           comm=None, log: Callable[[str], None] = print) -> dict:
     """Train on a gold CoNLL-U file (a path, or a list of conllu.Sentences; so the
