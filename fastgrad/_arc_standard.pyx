@@ -199,19 +199,24 @@ cdef class ArcStandardBatch:
     def advance(self, const floating[:, ::1] scores, int n_threads=1):
         """Apply each unfinished sentence's highest-scoring legal transition (row r of
         scores for the r-th, as features() wrote them); returns how many remain."""
-        cdef Py_ssize_t r, kept = 0
+        cdef Py_ssize_t r
         if scores.shape[0] < self.n_active or scores.shape[1] != 1 + 2 * self.n_labels:
             raise ValueError(f"scores must be at least ({self.n_active}, {1 + 2 * self.n_labels})")
         with nogil:
             for r in prange(self.n_active, num_threads=n_threads, schedule='static'):
                 self._apply(self.active[r], self._best(self.active[r], &scores[r, 0]))
-            for r in range(self.n_active):   # the unfinished ones, in order
-                if self.next_word[self.active[r]] <= self.length[self.active[r]] \
-                        or self.depth[self.active[r]] > 1:
-                    self.active[kept] = self.active[r]
-                    kept += 1
-            self.n_active = kept
-        return kept
+            self._keep_unfinished()
+        return self.n_active
+
+    cdef void _keep_unfinished(self) noexcept nogil:
+        """Compact the active list to the unfinished sentences, in order."""
+        cdef Py_ssize_t r, kept = 0
+        for r in range(self.n_active):
+            if self.next_word[self.active[r]] <= self.length[self.active[r]] \
+                    or self.depth[self.active[r]] > 1:
+                self.active[kept] = self.active[r]
+                kept += 1
+        self.n_active = kept
 
     cdef int _best(self, int32_t i, const floating* row) noexcept nogil:
         """The legal transition with the highest score (the first, on ties). With a
@@ -488,7 +493,7 @@ cdef class ArcStandardBatch:
         IN scores: the model's scores of the rows (no dropout); gold_head,
         gold_label: as static_oracle's (projective trees). The coin of sentence i's
         k-th move is a hash of (seed, i, k): the same for any thread count."""
-        cdef Py_ssize_t r, f, kept = 0, n_max = 0
+        cdef Py_ssize_t r, f, n_max = 0
         cdef int32_t i, t, tid
         cdef int64_t at
         cdef uint64_t z
@@ -526,13 +531,8 @@ cdef class ArcStandardBatch:
                 if <double> (z >> 11) * (1.0 / 9007199254740992.0) < follow:
                     t = self._best(i, &scores[r, 0])
                 self._apply(i, t)
-            for r in range(self.n_active):
-                if self.next_word[self.active[r]] <= self.length[self.active[r]] \
-                        or self.depth[self.active[r]] > 1:
-                    self.active[kept] = self.active[r]
-                    kept += 1
-            self.n_active = kept
-        return kept
+            self._keep_unfinished()
+        return self.n_active
 
     def result_arrays(self):
         """(heads, label indices) of every sentence's words 1..n, one after another
