@@ -8,6 +8,11 @@ without the GIL (parallel over threads), so the Python loop runs once per
 step of the longest sentence, not once per state.
 
 Transitions: 0 = SHIFT, 1 + k = LEFT-ARC(label k), 1 + L + k = RIGHT-ARC(label k).
+Training runs the same batch: ``static_oracle`` writes every state of the gold
+derivations; ``explore`` steps the batch with the model in the loop and writes each
+state with the dynamic oracle's target (the table of Goldberg, Sartorio & Satta
+2014, ``_arc_loss``).
+
 The features are Chen & Manning's (fastgrad/parser/transitions.py, ``features``,
 is the readable twin that the tests compare this with): words and tags of s1 s2 s3
 b1 b2 b3, of lc1 rc1 lc2 rc2 lc1(lc1) rc1(rc1) of s1 and of s2, and the labels of

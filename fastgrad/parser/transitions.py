@@ -1,10 +1,13 @@
-"""The arc-standard transition system, its static oracle, Chen & Manning's
-features (48 with UPOS alone, 18 more per further tag column), and greedy
-batched decoding.
+"""The arc-standard transition system, its static oracle, its dynamic oracle
+(Goldberg, Sartorio & Satta's table: arc_loss, move_losses) and training with
+exploration, Chen & Manning's features (48 with UPOS alone, 18 more per further
+tag column), and greedy batched decoding. The C batch (fastgrad/_arc_standard.pyx)
+does all of it for training and parsing; the functions here are its readable
+twins, which the tests compare it with.
 
 A sentence here is a Tree: its words, tags, heads (1-based, 0 = root) and labels.
 Non-projective trees have no arc-standard derivation: make_instances skips them
-and counts them.
+and counts them (training lifts them first: fastgrad.parser.projectivize).
 """
 
 from __future__ import annotations
