@@ -495,23 +495,27 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
     fastgrad.set_num_threads(threads)
     try:
         explored = dropped = None
-        word_counts = _word_counts(setup.trees, vocab)
+        trees = setup.trees
+        word_counts = _word_counts(trees, vocab)
         for epoch in range(1, epochs + 1):
             epoch_data, explore_note = data, ""
             if oracle == "dynamic" and epoch > explore_after:
                 t0 = time.perf_counter()
-                explored = explore_instances(model._predictor(refresh=True), setup.trees,
+                data = dropped = setup = None   # static rows: never used again
+                explored = explore_instances(model._predictor(refresh=True), trees,
                                              vocab, explore_p, seed * 100_003 + epoch,
                                              n_threads=threads, out=explored)
                 if comm is not None:
                     _same_on_every_rank(comm, explored)
                 epoch_data = explored
                 explore_note = f"explored in {time.perf_counter() - t0:.1f} s, "
-            if word_dropout > 0:
-                dropped = word_dropout_rows(epoch_data.idx, word_counts, word_dropout,
-                                            vocab.word_id[UNK], seed * 100_003 + epoch,
-                                            out=dropped)
-                epoch_data = epoch_data._replace(idx=dropped)
+            if word_dropout > 0:   # explored rows are fresh: dropped in place; static: a copy
+                out = word_dropout_rows(epoch_data.idx, word_counts, word_dropout,
+                                        vocab.word_id[UNK], seed * 100_003 + epoch,
+                                        out=epoch_data.idx if epoch_data is explored else dropped)
+                if epoch_data is not explored:
+                    dropped = out
+                epoch_data = epoch_data._replace(idx=out)
             opt.lr = options["lr"] * lr_decay ** (epoch - 1)
             stats = fastgrad.fit(p, epoch_data.idx, epoch_data.y, opt, epochs=1,
                                  batch_size=batch_size, dropout=dropout, l2=l2,
