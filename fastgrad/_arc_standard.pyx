@@ -103,6 +103,7 @@ cdef class ArcStandardBatch:
     cdef int32_t[::1] stack, depth, next_word
     cdef int32_t[::1] active
     cdef int32_t[::1] n_moves     # per sentence: transitions applied so far
+    cdef object scratch           # explore's per-thread work space, made on first use
     cdef Py_ssize_t n_active
     cdef int n_columns, n_labels, null_word, null_tag, null_label, label_base, root_label
     cdef readonly int n_features
@@ -498,7 +499,7 @@ cdef class ArcStandardBatch:
         IN scores: the model's scores of the rows (no dropout); gold_head,
         gold_label: as static_oracle's (projective trees). The coin of sentence i's
         k-th move is a hash of (seed, i, k): the same for any thread count."""
-        cdef Py_ssize_t r, f, n_max = 0
+        cdef Py_ssize_t r, f, n_max
         cdef int32_t i, t, tid
         cdef int64_t at
         cdef uint64_t z
@@ -513,11 +514,14 @@ cdef class ArcStandardBatch:
             raise ValueError("gold arrays, first_row or out_idx do not fit the batch")
         for r in range(self.n_active):
             i = self.active[r]
-            n_max = max(n_max, self.length[i])
             if first_row[i] < 0 or first_row[i] + 2 * self.length[i] > out_idx.shape[0] \
                     or first_row[i] + 2 * self.length[i] > out_y.shape[0]:
                 raise ValueError(f"sentence {i}'s rows do not fit in out_idx and out_y")
-        scratch = np.empty((threads, 4 * (n_max + 2) + 2 * (n_max + 1) * n_max + 8), np.int32)
+        if self.scratch is None or self.scratch.shape[0] < threads:   # for the longest sentence
+            n_max = np.asarray(self.length).max(initial=0)
+            self.scratch = np.empty((threads, 4 * (n_max + 2) + 2 * (n_max + 1) * n_max + 8),
+                                    np.int32)
+        scratch = self.scratch
         with nogil:
             for r in prange(self.n_active, num_threads=threads, schedule='static'):
                 i = self.active[r]

@@ -34,7 +34,8 @@ cdef inline uint64_t _next(uint64_t* state) noexcept nogil:
     return state[0]
 
 
-cdef inline int32_t _noise(const uint32_t* cumulative, int32_t n_words, uint64_t* state) noexcept nogil:
+cdef inline int32_t _noise(const uint32_t* cumulative, int32_t n_words,
+                           uint64_t* state) noexcept nogil:
     """A word drawn with probability proportional to its count^0.75: the first
     entry of the cumulative table above a uniform 31-bit draw."""
     cdef uint32_t u = <uint32_t> ((_next(state) >> 16) & 0x7FFFFFFF)

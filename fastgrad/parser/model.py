@@ -19,8 +19,7 @@ import fastgrad
 from fastgrad.parser import conllu
 from fastgrad.parser.projectivize import SEPARATOR, Lowering, projectivize_trees
 from fastgrad.parser.scoring import score_arrays
-from fastgrad.parser.transitions import (Tree, explore_instances, make_instances, parse,
-                                         parse_encoded)
+from fastgrad.parser.transitions import Exploration, Tree, make_instances, parse, parse_encoded
 from fastgrad.parser.vocab import UNK, Vocabulary, column_prefix
 from fastgrad.parser.word_vectors import SkipGramOptions, train_word_vectors
 
@@ -248,11 +247,11 @@ def _word_counts(trees, vocab: Vocabulary) -> np.ndarray:
 
 
 def word_dropout_rows(idx, counts, alpha: float, unk: int, seed: int, out=None):
-    """A copy of training rows (into out, when given) whose 18 word slots hold UNK
-    with probability alpha / (alpha + count of the word) each."""
+    """A copy of training rows (into out, when given; out may be idx itself) whose
+    18 word slots hold UNK with probability alpha / (alpha + count of the word) each."""
     if out is None or out.shape != idx.shape:
         out = idx.copy()
-    else:
+    elif out is not idx:
         np.copyto(out, idx)
     words = out[:, :18]
     drop = np.random.default_rng(seed).random(words.shape) < alpha / (alpha + counts[words])
@@ -437,7 +436,7 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
     "dynamic": after explore_after epochs, each epoch trains on the states met by
     parsing the training set with the model, following its best move with
     probability explore_p and the dynamic oracle's otherwise, each state's target
-    the dynamic oracle's (transitions.explore_instances).
+    the dynamic oracle's (transitions.Exploration).
     word_dropout: alpha of word dropout (Kiperwasser & Goldberg 2016): in each
     epoch's training rows a word seen c times in training becomes UNK with
     probability alpha / (alpha + c), so that UNK's rows learn from words like the
@@ -494,26 +493,27 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
     previous = _threads._user_threads
     fastgrad.set_num_threads(threads)
     try:
-        explored = dropped = None
+        exploration = dropped = None
         trees = setup.trees
-        word_counts = _word_counts(trees, vocab)
+        word_counts = _word_counts(trees, vocab) if word_dropout > 0 else None
         for epoch in range(1, epochs + 1):
             epoch_data, explore_note = data, ""
             if oracle == "dynamic" and epoch > explore_after:
                 t0 = time.perf_counter()
-                data = dropped = setup = None   # static rows: never used again
-                explored = explore_instances(model._predictor(refresh=True), trees,
-                                             vocab, explore_p, seed * 100_003 + epoch,
-                                             n_threads=threads, out=explored)
+                if exploration is None:   # the static rows are never used again
+                    data = dropped = setup = None
+                    exploration = Exploration(trees, vocab)
+                epoch_data = exploration.run(model._predictor(refresh=True), explore_p,
+                                             seed * 100_003 + epoch, n_threads=threads)
                 if comm is not None:
-                    _same_on_every_rank(comm, explored)
-                epoch_data = explored
+                    _same_on_every_rank(comm, epoch_data)
                 explore_note = f"explored in {time.perf_counter() - t0:.1f} s, "
             if word_dropout > 0:   # explored rows are fresh: dropped in place; static: a copy
+                explored = exploration is not None
                 out = word_dropout_rows(epoch_data.idx, word_counts, word_dropout,
                                         vocab.word_id[UNK], seed * 100_003 + epoch,
-                                        out=epoch_data.idx if epoch_data is explored else dropped)
-                if epoch_data is not explored:
+                                        out=epoch_data.idx if explored else dropped)
+                if not explored:
                     dropped = out
                 epoch_data = epoch_data._replace(idx=out)
             opt.lr = options["lr"] * lr_decay ** (epoch - 1)

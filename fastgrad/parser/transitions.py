@@ -21,7 +21,7 @@ from fastgrad.parser.vocab import NULL, Vocabulary
 
 __all__ = ["Tree", "N_FEATURES", "State", "oracle", "features", "is_projective",
            "gold_sequence", "Instances", "make_instances", "make_instances_in_python",
-           "explore_instances", "explore_in_python", "dynamic_target", "parse",
+           "Exploration", "explore_instances", "explore_in_python", "dynamic_target", "parse",
            "parse_encoded", "parse_in_python", "root_label", "right_stack", "arc_loss",
            "move_losses"]
 
@@ -296,47 +296,62 @@ def make_instances(sentences, vocab: Vocabulary, n_threads: int | None = None) -
     return Instances(idx, y, n_used, len(sentences) - n_used)
 
 
-def explore_instances(predictor, sentences, vocab: Vocabulary, follow: float, seed: int,
-                      n_threads: int | None = None, out: Instances | None = None) -> Instances:
-    """Training with exploration's states (Goldberg & Nivre 2012): every projective
-    sentence parsed greedily by predictor, following the model's best legal move
-    with probability follow and the dynamic oracle's otherwise; each visited
-    state's features and its dynamic-oracle target (the zero-cost transition the
-    model scores highest: arc_loss, move_losses), in sentence order, 2n states per
-    sentence like make_instances. out: an Instances to write into (reused across
-    epochs; its arrays must have make_instances' shapes)."""
-    from fastgrad._threads import threads_for_step
+class Exploration:
+    """The training set made ready once for every exploring epoch: its projective
+    sentences encoded (only they have a zero-cost path), their gold arrays, each
+    sentence's first row (2n states per sentence, as make_instances), and the
+    output arrays that each run overwrites."""
 
-    threads = threads_for_step() if n_threads is None else n_threads
-    word, tag, lengths = vocab.encode_all(sentences)
-    heads, labels = _gold_arrays(sentences, vocab, len(word))
-    projective = _batch(vocab, word, tag, lengths).projective(heads)
-    keep = np.flatnonzero(projective)
-    if len(keep) < len(sentences):   # only projective trees have a zero-cost path
-        starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
-        positions = np.concatenate([np.arange(starts[k], starts[k] + lengths[k] + 1)
-                                    for k in keep]) if len(keep) else np.zeros(0, np.int64)
-        word, heads, labels = word[positions], heads[positions], labels[positions]
-        k = len(vocab.tag_columns)
-        tag = tag.reshape(-1, k)[positions].reshape(-1)
-        lengths = lengths[keep]
-    states = 2 * lengths.astype(np.int64)
-    first_row = np.cumsum(states) - states
-    total = int(states.sum())
-    if out is None:
-        out = Instances(np.empty((total, vocab.n_features), np.int32),
-                        np.empty(total, np.int32), len(keep), len(sentences) - len(keep))
-    elif out.idx.shape != (total, vocab.n_features) or out.y.shape != (total,):
-        raise ValueError("out does not have the instances' shapes")
-    batch = _batch(vocab, word, tag, lengths)
-    rows = np.zeros((len(lengths), vocab.n_features), np.int64)
-    n = batch.n_unfinished
-    while n:
-        batch.features(rows, threads)
-        scores = np.ascontiguousarray(predictor(rows[:n]))
-        n = batch.explore(scores, rows, heads, labels, first_row, out.idx, out.y,
-                          float(follow), seed % 2**64, threads)
-    return out
+    def __init__(self, sentences, vocab: Vocabulary):
+        from fastgrad._arc_standard import projective_trees
+
+        word, tag, lengths = vocab.encode_all(sentences)
+        heads, labels = _gold_arrays(sentences, vocab, len(word))
+        roots = np.cumsum(lengths + 1) - (lengths + 1)          # ROOT's positions
+        keep = np.flatnonzero(projective_trees(np.delete(heads, roots), lengths))
+        if len(keep) < len(sentences):
+            positions = np.concatenate([np.arange(roots[k], roots[k] + lengths[k] + 1)
+                                        for k in keep]) if len(keep) else np.zeros(0, np.int64)
+            word, heads, labels = word[positions], heads[positions], labels[positions]
+            k = len(vocab.tag_columns)
+            tag = tag.reshape(-1, k)[positions].reshape(-1)
+            lengths = lengths[keep]
+        self.vocab, self.word, self.tag, self.lengths = vocab, word, tag, lengths
+        self.heads, self.labels = heads, labels
+        states = 2 * lengths.astype(np.int64)
+        self.first_row = np.cumsum(states) - states
+        total = int(states.sum())
+        self.instances = Instances(np.empty((total, vocab.n_features), np.int32),
+                                   np.empty(total, np.int32), len(keep),
+                                   len(sentences) - len(keep))
+
+    def run(self, predictor, follow: float, seed: int, n_threads: int | None = None) -> Instances:
+        """Every sentence parsed greedily by predictor, following the model's best
+        legal move with probability follow and the dynamic oracle's otherwise; each
+        visited state's features and its dynamic-oracle target (the zero-cost
+        transition the model scores highest: arc_loss, move_losses) written into
+        self.instances, which is returned."""
+        from fastgrad._threads import threads_for_step
+
+        threads = threads_for_step() if n_threads is None else n_threads
+        out = self.instances
+        batch = _batch(self.vocab, self.word, self.tag, self.lengths)
+        rows = np.zeros((len(self.lengths), self.vocab.n_features), np.int64)
+        n = batch.n_unfinished
+        while n:
+            batch.features(rows, threads)
+            scores = np.ascontiguousarray(predictor(rows[:n]))
+            n = batch.explore(scores, rows, self.heads, self.labels, self.first_row, out.idx,
+                              out.y, float(follow), seed % 2**64, threads)
+        return out
+
+
+def explore_instances(predictor, sentences, vocab: Vocabulary, follow: float, seed: int,
+                      n_threads: int | None = None) -> Instances:
+    """Training with exploration's states (Goldberg & Nivre 2012) for every projective
+    sentence, in sentence order (Exploration(...).run; training keeps one
+    Exploration for all its epochs)."""
+    return Exploration(sentences, vocab).run(predictor, follow, seed, n_threads)
 
 
 def _coin(seed: int, sentence: int, move: int) -> float:
