@@ -22,7 +22,7 @@ from fastgrad._threads import (  # noqa: F401  (re-exported: the API's thread co
     _ParamsWriteLock, get_num_threads, set_num_threads,
 )
 from fastgrad._types import FLOAT_DTYPES, Gradients, Params, SparseRows
-from fastgrad._validate import check_dropout, check_lr
+from fastgrad._validate import as_index_array, check_dropout, check_lr
 
 __all__ = [
     "Params", "Gradients", "SparseRows", "init_params", "predict_proba", "predict", "loss",
@@ -33,6 +33,12 @@ __all__ = [
 # ---------------------------------------------------------------------------
 # Public functions
 # ---------------------------------------------------------------------------
+
+# predict_proba takes larger inputs in blocks of at most this many rows: the
+# kernels' buffers (the dense path gathers rows x m*d inputs: 12,544 parser rows
+# of m*d = 4,200 took 216 MB) then stay bounded whatever N
+# (bench/results/parser-memory-2core.md).
+PREDICT_BLOCK_ROWS = 4096
 
 def init_params(n_vocab: int, n_features: int, embed_dim: int, hidden: int, n_classes: int,
                 dtype=np.float32, seed=None) -> Params:
@@ -91,11 +97,30 @@ def predict_proba(p, idx, *, path: str = "auto") -> np.ndarray:
     Returns
     -------
     ndarray (N, Nc)
-        A fresh array in the parameters' dtype.
+        A fresh array in the parameters' dtype. Beyond PREDICT_BLOCK_ROWS rows the
+        rows are taken in blocks of that many, so the memory used besides the
+        result does not grow with N.
     """
-    prepared = prepare(p, idx, None, path, writeable=False, backward=False)
-    run_kernel(_kernels.MODE_PROBA, prepared)
-    return prepared.ws.theta.copy()
+    idx = as_index_array(idx, "idx", 2)
+    n = idx.shape[0]
+    if n <= PREDICT_BLOCK_ROWS:
+        prepared = prepare(p, idx, None, path, writeable=False, backward=False)
+        run_kernel(_kernels.MODE_PROBA, prepared)
+        return prepared.ws.theta.copy()
+    # equal blocks, so that one workspace serves them all (each new size allocates
+    # anew); the last ends at row n, overlapping the one before by < n_blocks rows
+    n_blocks = -(-n // PREDICT_BLOCK_ROWS)
+    size = -(-n // n_blocks)
+    out = None
+    for block in range(n_blocks):
+        start = min(block * size, n - size)
+        prepared = prepare(p, idx[start:start + size], None, path,
+                           writeable=False, backward=False, first_row=start)
+        run_kernel(_kernels.MODE_PROBA, prepared)
+        if out is None:
+            out = np.empty((n, prepared.ws.theta.shape[1]), prepared.ws.theta.dtype)
+        out[start:start + size] = prepared.ws.theta
+    return out
 
 
 def predict(p, idx, *, path: str = "auto") -> np.ndarray:

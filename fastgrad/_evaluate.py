@@ -52,7 +52,7 @@ def evaluate(p, idx, y, *, batch_size: int = 4096, path: str = "auto") -> tuple[
     total_loss, n_correct = 0.0, 0
     for start in range(0, idx.shape[0], batch_size):
         prepared = prepare(p, idx[start:start + batch_size], y[start:start + batch_size],
-                            path, writeable=False, backward=False)
+                            path, writeable=False, backward=False, first_row=start)
         total_loss += float(run_kernel(_kernels.MODE_LOSS, prepared)[0]) * prepared.n
         n_correct += int(prepared.ws.row_correct[:prepared.n].sum())
     return total_loss / idx.shape[0], n_correct / idx.shape[0]

@@ -56,9 +56,10 @@ class Prepared(NamedTuple):
     n_threads: int
 
 
-def prepare_batch(p, idx, y, *, writeable: bool,
-                   n_threads: int = 1) -> tuple[Shape, Workspace, int]:
-    """Validate p, idx and y, and copy idx and y into the workspace's buffers."""
+def prepare_batch(p, idx, y, *, writeable: bool, n_threads: int = 1,
+                  first_row: int = 0) -> tuple[Shape, Workspace, int]:
+    """Validate p, idx and y, and copy idx and y into the workspace's buffers
+    (first_row: where this batch starts in the caller's rows, for error messages)."""
     shape = check_params(p, writeable=writeable)
     idx = as_index_array(idx, "idx", 2)
     n = idx.shape[0]
@@ -73,19 +74,22 @@ def prepare_batch(p, idx, y, *, writeable: bool,
             raise ValueError(f"y must have length {n} (the rows of idx), got {y.shape[0]}")
     check_sizes(shape, n)
     ws = workspace_for(shape, n)
-    copy_checked(idx, ws.idx, shape.n_vocab, "idx", "the vocabulary", n_threads)
+    copy_checked(idx, ws.idx, shape.n_vocab, "idx", "the vocabulary", n_threads, first_row)
     if y is not None:
-        copy_checked(y, ws.y, shape.n_classes, "y", "the classes")
+        copy_checked(y, ws.y, shape.n_classes, "y", "the classes", 1, first_row)
     return shape, ws, n
 
 
-def prepare(p, idx, y, path, *, writeable: bool, backward: bool) -> Prepared:
-    """Validate everything, fill the workspace's index buffers, pick the path."""
+def prepare(p, idx, y, path, *, writeable: bool, backward: bool,
+            first_row: int = 0) -> Prepared:
+    """Validate everything, fill the workspace's index buffers, pick the path
+    (first_row as in prepare_batch)."""
     path = check_path(path)
     # read once: the per-thread scratch rows are sized for this count, whatever
     # another Python thread passes to set_num_threads meanwhile
     n_threads = threads_for_step()
-    shape, ws, n = prepare_batch(p, idx, y, writeable=writeable, n_threads=n_threads)
+    shape, ws, n = prepare_batch(p, idx, y, writeable=writeable, n_threads=n_threads,
+                                 first_row=first_row)
     if path == "auto":
         path = "dense"
         if n >= MIN_ROWS_TO_FACTOR:

@@ -98,13 +98,15 @@ def as_index_array(arr, name: str, ndim: int) -> np.ndarray:
 
 
 def copy_checked(src: np.ndarray, dst: np.ndarray, upper: int, name: str,
-                  what: str, n_threads: int = 1) -> None:
-    """Copy indices into an int64 workspace buffer, refusing any outside [0, upper)."""
+                  what: str, n_threads: int = 1, first_row: int = 0) -> None:
+    """Copy indices into an int64 workspace buffer, refusing any outside [0, upper);
+    src holds the caller's rows from first_row on (which the error names)."""
     n_bad, first = _grouping.copy_indices(src.reshape(src.shape[0], -1), dst, upper,
                                          n_threads)
     if n_bad:
         pos = np.unravel_index(first, src.shape)
-        where = ", ".join(str(int(i)) for i in pos)
+        where = ", ".join(str(int(i) + (first_row if axis == 0 else 0))
+                          for axis, i in enumerate(pos))
         raise ValueError(f"{name}[{where}] = {int(src[pos])} is outside {what} [0, {upper})"
                          + (f" ({n_bad} entries are)" if n_bad > 1 else ""))
 

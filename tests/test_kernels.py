@@ -32,6 +32,22 @@ def test_loss_and_predictions_match_reference(dtype, path):
     np.testing.assert_array_equal(fastgrad.predict(p, idx, path=path), proba.argmax(axis=1))
 
 
+@pytest.mark.parametrize("n", [7, 8, 30, 64])
+def test_predict_proba_in_blocks(dtype, path, n, monkeypatch):
+    # past PREDICT_BLOCK_ROWS rows: equal blocks, the last overlapping the one before
+    p, idx, y = make_problem(dtype, n=n, n_classes=9, vocab_used=12)
+    whole = fastgrad.predict_proba(p, idx, path=path)
+    monkeypatch.setattr(fastgrad._api, "PREDICT_BLOCK_ROWS", 7)
+    _workspace._local.cache.clear()
+    blocked = fastgrad.predict_proba(p, idx, path=path)
+    assert blocked.shape == (n, 9) and blocked.dtype == dtype
+    assert_close(blocked, reference.predict_proba(p, idx), dtype)
+    assert_close(blocked, whole, dtype)
+    np.testing.assert_array_equal(fastgrad.predict(p, idx, path=path), blocked.argmax(axis=1))
+    # memory bounded by the block, whatever n: no workspace for more rows than it
+    assert max(rows for _, rows in _workspace._local.cache) <= 7
+
+
 def test_repeated_indices_accumulate(dtype, path):
     # few distinct words: the same row appears in one example and across examples
     p, idx, y = make_problem(dtype, n=50, m=6, vocab_used=3)

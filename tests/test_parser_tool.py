@@ -554,7 +554,8 @@ def test_exploration_epochs_follow_the_model_and_are_recorded(tmp_path, capsys):
         assert exit_.value.code == 2
 
 
-def test_word_dropout_replaces_rare_words_more_often():
+def test_word_dropout_replaces_rare_words_more_often(monkeypatch):
+    from fastgrad.parser import model as parser_model
     from fastgrad.parser.model import _word_counts, word_dropout_rows
     from fastgrad.parser.transitions import Tree
     trees = [Tree(["a"] * 50 + ["b"], ["X"] * 51, [0] + [1] * 50, ["root"] + ["d"] * 50)]
@@ -573,3 +574,6 @@ def test_word_dropout_replaces_rare_words_more_often():
     assert (out[:, 5] == vocab.word_id["<NULL>"]).all() and (out[:, 18:] == idx[:, 18:]).all()
     again = word_dropout_rows(idx, counts, 0.25, unk, seed=1, out=np.empty_like(idx))
     assert np.array_equal(out, again)
+    # drawn block by block (bounded memory): the same draws whatever the block size
+    monkeypatch.setattr(parser_model, "_DROPOUT_BLOCK_ROWS", 777)
+    assert np.array_equal(word_dropout_rows(idx, counts, 0.25, unk, seed=1), out)

@@ -124,6 +124,22 @@ def test_out_of_range_index_in_predict():
         fastgrad.predict_proba(p, idx)
 
 
+def test_blocked_calls_name_the_callers_row(monkeypatch):
+    # predict_proba past PREDICT_BLOCK_ROWS and evaluate take blocks; the error
+    # still names the row of the caller's array
+    p, idx, y = make_problem(n=40)
+    idx[33, 2] = p.L.shape[0] + 3
+    monkeypatch.setattr(fastgrad._api, "PREDICT_BLOCK_ROWS", 8)
+    with pytest.raises(ValueError, match=r"idx\[33, 2\] = "):
+        fastgrad.predict_proba(p, idx)
+    with pytest.raises(ValueError, match=r"idx\[33, 2\] = "):
+        fastgrad.evaluate(p, idx, y, batch_size=8)
+    idx[33, 2] = 0
+    y[21] = p.U.shape[1]
+    with pytest.raises(ValueError, match=r"y\[21\] = "):
+        fastgrad.evaluate(p, idx, y, batch_size=8)
+
+
 @pytest.mark.parametrize("lr", [float("nan"), float("inf"), -0.1, "0.1", None, True])
 def test_bad_learning_rate(lr):
     p, idx, y = make_problem()

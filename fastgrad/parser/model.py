@@ -246,6 +246,9 @@ def _word_counts(trees, vocab: Vocabulary) -> np.ndarray:
     return counts
 
 
+_DROPOUT_BLOCK_ROWS = 65536   # rows whose draws word_dropout_rows holds at once
+
+
 def word_dropout_rows(idx, counts, alpha: float, unk: int, seed: int, out=None):
     """A copy of training rows (into out, when given; out may be idx itself) whose
     18 word slots hold UNK with probability alpha / (alpha + count of the word) each."""
@@ -253,9 +256,12 @@ def word_dropout_rows(idx, counts, alpha: float, unk: int, seed: int, out=None):
         out = idx.copy()
     elif out is not idx:
         np.copyto(out, idx)
-    words = out[:, :18]
-    drop = np.random.default_rng(seed).random(words.shape) < alpha / (alpha + counts[words])
-    words[drop] = unk
+    p_unk = alpha / (alpha + counts)             # per id of the joint space
+    rng = np.random.default_rng(seed)
+    step = _DROPOUT_BLOCK_ROWS                   # bounded temporaries, the same draws
+    for start in range(0, len(out), step):
+        words = out[start:start + step, :18]
+        words[rng.random(words.shape) < p_unk[words]] = unk
     return out
 
 
@@ -501,19 +507,20 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
             if oracle == "dynamic" and epoch > explore_after:
                 t0 = time.perf_counter()
                 if exploration is None:   # the static rows are never used again
-                    data = dropped = setup = None
+                    data = dropped = setup = epoch_data = None
                     exploration = Exploration(trees, vocab)
                 epoch_data = exploration.run(model._predictor(refresh=True), explore_p,
                                              seed * 100_003 + epoch, n_threads=threads)
                 if comm is not None:
                     _same_on_every_rank(comm, epoch_data)
                 explore_note = f"explored in {time.perf_counter() - t0:.1f} s, "
-            if word_dropout > 0:   # explored rows are fresh: dropped in place; static: a copy
-                explored = exploration is not None
+            if word_dropout > 0:   # dropped in place where the rows are not used again
+                in_place = exploration is not None or (oracle == "dynamic"
+                                                       and epoch == explore_after)
                 out = word_dropout_rows(epoch_data.idx, word_counts, word_dropout,
                                         vocab.word_id[UNK], seed * 100_003 + epoch,
-                                        out=epoch_data.idx if explored else dropped)
-                if not explored:
+                                        out=epoch_data.idx if in_place else dropped)
+                if not in_place:
                     dropped = out
                 epoch_data = epoch_data._replace(idx=out)
             opt.lr = options["lr"] * lr_decay ** (epoch - 1)
