@@ -68,7 +68,7 @@ extensions = [
         extra_compile_args=optimize + openmp_compile,
         extra_link_args=openmp_link,
         depends=["fastgrad/_constants.h", "fastgrad/_row_loops.h", "fastgrad/_blas_pointers.h",
-                 "fastgrad/_skipgram.h"],
+                 "fastgrad/_skipgram.h", "fastgrad/_arc_loss.h"],
     )
     for name in ("_kernels", "_grouping", "_workspace", "_arc_standard", "_conllu", "_skipgram")
 ]

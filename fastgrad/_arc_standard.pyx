@@ -11,7 +11,7 @@ Transitions: 0 = SHIFT, 1 + k = LEFT-ARC(label k), 1 + L + k = RIGHT-ARC(label k
 Training runs the same batch: ``static_oracle`` writes every state of the gold
 derivations; ``explore`` steps the batch with the model in the loop and writes each
 state with the dynamic oracle's target (the table of Goldberg, Sartorio & Satta
-2014, ``_arc_loss``).
+2014: ``arc_loss`` in _arc_loss.h).
 
 The features are Chen & Manning's (fastgrad/parser/transitions.py, ``features``,
 is the readable twin that the tests compare this with): words and tags of s1 s2 s3
@@ -33,6 +33,10 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 import numpy as np
 
 from fastgrad._blas cimport floating
+
+cdef extern from "_arc_loss.h":
+    int32_t arc_loss(int32_t base, int32_t n, const int32_t* above, int32_t P,
+                     int32_t next_word, const int32_t* gold_head, int32_t* scratch) nogil
 
 cdef enum:
     NONE = -1
@@ -72,23 +76,6 @@ def projective_trees(const int32_t[::1] heads, const int32_t[::1] lengths):
                 result[i] = _crossing_free(&heads[at], lengths[i])
             at += lengths[i]
     return out.view(bool)
-
-
-cdef inline void _join(int32_t* cell, const int32_t* src, int32_t width, int32_t w,
-                       const int32_t* nodes, const int32_t* gold_head, int32_t base,
-                       int32_t INF) noexcept nogil:
-    """The dynamic oracle's table: span src grown by node w (nodes[w]) into cell. The
-    span's head h either takes w as a dependent (h stays the head) or becomes w's
-    dependent (w the head); each costs 1 when that arc is not gold."""
-    cdef int32_t k, cost, u = nodes[w]
-    for k in range(width):
-        if src[k] < INF:
-            cost = src[k] + (gold_head[base + u] != nodes[k])
-            if cost < cell[k]:
-                cell[k] = cost
-            cost = src[k] + (gold_head[base + nodes[k]] != u)
-            if cost < cell[w]:
-                cell[w] = cost
 
 
 cdef class ArcStandardBatch:
@@ -224,14 +211,23 @@ cdef class ArcStandardBatch:
                 kept += 1
         self.n_active = kept
 
+    cdef inline void _legal(self, int32_t i, bint* shift_ok, bint* left_ok,
+                            bint* right_ok) noexcept nogil:
+        """Which kinds of move sentence i's state allows (State.legal): SHIFT while
+        the buffer holds a word; LEFT-ARC with two words above ROOT; RIGHT-ARC as
+        well, or onto ROOT once the buffer is empty."""
+        cdef int d = self.depth[i]
+        shift_ok[0] = self.next_word[i] <= self.length[i]
+        left_ok[0] = d > 2
+        right_ok[0] = d > 2 or (d == 2 and not shift_ok[0])
+
     cdef int _best(self, int32_t i, const floating* row) noexcept nogil:
         """The legal transition with the highest score (the first, on ties). With a
         root label, the final RIGHT-ARC to ROOT must carry it and no other arc may."""
         cdef int d = self.depth[i], t, best = -1, L = self.n_labels, root = self.root_label
-        cdef bint shift_ok = self.next_word[i] <= self.length[i]
-        cdef bint left_ok = d > 2
-        cdef bint right_ok = d > 2 or (d == 2 and not shift_ok)
+        cdef bint shift_ok, left_ok, right_ok
         cdef double top = -1.0
+        self._legal(i, &shift_ok, &left_ok, &right_ok)
         if shift_ok:
             best, top = 0, row[0]
         if left_ok:
@@ -355,68 +351,8 @@ cdef class ArcStandardBatch:
         return True
 
     # ---- training with exploration: the dynamic oracle ------------------------
-    # transitions.arc_loss / move_losses are the readable twins (and the docs).
-
-    cdef int32_t _arc_loss(self, int32_t base, int32_t n, const int32_t* above, int32_t P,
-                           int32_t next_word, const int32_t* gold_head,
-                           int32_t* scratch) noexcept nogil:
-        """The fewest wrong heads of any tree still reachable (transitions.arc_loss):
-        above: the stack's words, top first (P of them), the buffer next_word..n;
-        gold_head: sentence i's gold heads at base + position. scratch: at least
-        3 (n + 1) + 2 (n + 1) n ints."""
-        cdef int32_t* marked = scratch
-        cdef int32_t* right = scratch + (n + 1)
-        cdef int32_t* nodes = scratch + 2 * (n + 1)      # span nodes: above, then right
-        cdef int32_t* prev = scratch + 3 * (n + 1)
-        cdef int32_t* cur
-        cdef int32_t* tmp
-        cdef int32_t Q = 0, b, c, i, j, k, total, width, INF = n + 1, best, cost
-        cdef int32_t* cell
-        for c in range(n + 1):
-            marked[c] = 0
-        for c in range(1, next_word):
-            if gold_head[base + c] >= next_word:
-                marked[gold_head[base + c]] = 1
-        for b in range(next_word, n + 1):
-            if gold_head[base + b] < next_word or marked[b]:
-                right[Q] = b
-                Q += 1
-                if gold_head[base + b] > b:
-                    marked[gold_head[base + b]] = 1
-        if P + Q == 0:
-            return 0
-        width = P + Q
-        cur = prev + (P + 1) * width
-        for k in range(P):
-            nodes[k] = above[k]
-        for k in range(Q):
-            nodes[P + k] = right[k]
-        # diagonal `total` = i + j; cell (i, j) of a diagonal at i * width; entry k:
-        # the span's cost with nodes[k] its head (INF: not in the span)
-        for total in range(1, P + Q + 1):
-            for i in range(max(0, total - Q), min(P, total) + 1):
-                j = total - i
-                cell = cur + i * width
-                for k in range(width):
-                    cell[k] = INF
-                if total == 1:
-                    cell[0 if i == 1 else P] = 0
-                    continue
-                if i > 0:                  # the stack word below joins on the left
-                    _join(cell, prev + (i - 1) * width, width, i - 1, nodes, gold_head, base, INF)
-                if j > 0:                  # the next right-stack word joins on the right
-                    _join(cell, prev + i * width, width, P + j - 1, nodes, gold_head, base, INF)
-            tmp = prev
-            prev = cur
-            cur = tmp
-        cell = prev + P * width            # the whole span; ROOT takes its head
-        best = INF
-        for k in range(width):
-            if cell[k] < INF:
-                cost = cell[k] + (gold_head[base + nodes[k]] != 0)
-                if cost < best:
-                    best = cost
-        return best
+    # arc_loss is in _arc_loss.h; transitions.arc_loss / move_losses are the
+    # readable twins (and the docs).
 
     cdef int _dynamic_target(self, int32_t i, const floating* row, const int32_t* gold_head,
                              const int32_t* gold_label, int32_t* scratch) noexcept nogil:
@@ -431,9 +367,9 @@ cdef class ArcStandardBatch:
         cdef int32_t loss[3]
         cdef int moves[3]
         cdef int m, best = -1, L = self.n_labels
-        cdef bint shift_ok = nxt <= n, left_ok = d > 2
-        cdef bint right_ok = d > 2 or (d == 2 and not shift_ok)
+        cdef bint shift_ok, left_ok, right_ok
         cdef int32_t least = n + 2
+        self._legal(i, &shift_ok, &left_ok, &right_ok)
         if d >= 2:
             s1 = self.stack[base + d - 1]
             s2 = self.stack[base + d - 2]
@@ -443,18 +379,18 @@ cdef class ArcStandardBatch:
             above[0] = nxt
             for k in range(d - 1):
                 above[1 + k] = self.stack[base + d - 1 - k]
-            loss[0] = self._arc_loss(base, n, above, d, nxt + 1, gold_head, work)
+            loss[0] = arc_loss(base, n, above, d, nxt + 1, gold_head, work)
         if left_ok:                    # s1 heads s2: s2 leaves the stack
             above[0] = s1
             for k in range(d - 3):
                 above[1 + k] = self.stack[base + d - 3 - k]
             loss[1] = (gold_head[base + s2] != s1) + \
-                self._arc_loss(base, n, above, d - 2, nxt, gold_head, work)
+                arc_loss(base, n, above, d - 2, nxt, gold_head, work)
         if right_ok:                   # s2 heads s1: s1 leaves the stack
             for k in range(d - 2):
                 above[k] = self.stack[base + d - 2 - k]
             loss[2] = (gold_head[base + s1] != s2) + \
-                self._arc_loss(base, n, above, d - 2, nxt, gold_head, work)
+                arc_loss(base, n, above, d - 2, nxt, gold_head, work)
         for m in range(3):
             if loss[m] < least:
                 least = loss[m]
