@@ -89,9 +89,14 @@ class Precomputed:
     def refresh(self) -> None:
         """Multiply the cached products again from p's current values, in place (after
         training steps changed p: no new table, so a training loop that parses its dev
-        set every epoch keeps one cache, touched memory and all)."""
+        set every epoch keeps one cache, touched memory and all). numpy's BLAS runs
+        these products on one thread: with more, its workers spun on after the last
+        product, beside the kernels' threads of the parse that follows (4% of a
+        parse's perf samples; bench/results/parser-memory-2core.md)."""
+        from threadpoolctl import threadpool_limits
+
         d, base = self.p.L.shape[1], 0
-        with self._lock:   # never while a predict_proba reads the table
+        with self._lock, threadpool_limits(1, user_api="blas"):
             for j, r in enumerate(self._per_slot):
                 if len(r):
                     np.matmul(self.p.L[r], self.p.W[j * d:(j + 1) * d],
