@@ -106,7 +106,7 @@ def predict_proba(p, idx, *, path: str = "auto") -> np.ndarray:
     if n <= PREDICT_BLOCK_ROWS:
         prepared = prepare(p, idx, None, path, writeable=False, backward=False)
         run_kernel(_kernels.MODE_PROBA, prepared)
-        return prepared.ws.theta.copy()
+        return prepared.ws.theta[:n].copy()
     # equal blocks, so that one workspace serves them all (each new size allocates
     # anew); the last ends at row n, overlapping the one before by < n_blocks rows
     n_blocks = -(-n // PREDICT_BLOCK_ROWS)
@@ -119,7 +119,7 @@ def predict_proba(p, idx, *, path: str = "auto") -> np.ndarray:
         run_kernel(_kernels.MODE_PROBA, prepared)
         if out is None:
             out = np.empty((n, prepared.ws.theta.shape[1]), prepared.ws.theta.dtype)
-        out[start:start + size] = prepared.ws.theta
+        out[start:start + size] = prepared.ws.theta[:size]
     return out
 
 

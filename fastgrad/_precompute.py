@@ -139,7 +139,7 @@ class Precomputed:
             _kernels.precomputed_proba(p.L, p.W, p.b1, p.U, p.b2, ws.idx, n, self.cache_pos,
                                        self.table, self._miss_row, self._miss_offsets,
                                        self._miss_x, self._missed, ws, threads)
-            return ws.theta.copy()
+            return ws.theta[:n].copy()
 
     def _room_for_misses(self, n_miss: int) -> None:
         if self._missed.shape[0] < n_miss:   # grown by a quarter: no regrowth

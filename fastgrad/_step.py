@@ -59,7 +59,9 @@ class Prepared(NamedTuple):
 def prepare_batch(p, idx, y, *, writeable: bool, n_threads: int = 1,
                   first_row: int = 0) -> tuple[Shape, Workspace, int]:
     """Validate p, idx and y, and copy idx and y into the workspace's buffers
-    (first_row: where this batch starts in the caller's rows, for error messages)."""
+    (first_row: where this batch starts in the caller's rows, for error messages).
+    Without y (forward only: probabilities) the workspace may have room for more
+    than n rows (workspace_for's at_least): read only its first n."""
     shape = check_params(p, writeable=writeable)
     idx = as_index_array(idx, "idx", 2)
     n = idx.shape[0]
@@ -73,7 +75,7 @@ def prepare_batch(p, idx, y, *, writeable: bool, n_threads: int = 1,
         if y.shape[0] != n:
             raise ValueError(f"y must have length {n} (the rows of idx), got {y.shape[0]}")
     check_sizes(shape, n)
-    ws = workspace_for(shape, n)
+    ws = workspace_for(shape, n, at_least=y is None)
     copy_checked(idx, ws.idx, shape.n_vocab, "idx", "the vocabulary", n_threads, first_row)
     if y is not None:
         copy_checked(y, ws.y, shape.n_classes, "y", "the classes", 1, first_row)
@@ -93,11 +95,11 @@ def prepare(p, idx, y, path, *, writeable: bool, backward: bool,
     if path == "auto":
         path = "dense"
         if n >= MIN_ROWS_TO_FACTOR:
-            n_keys = ws.group_slots(n_threads)
+            n_keys = ws.group_slots(n_threads, n)
             path = choose_path(n, shape.n_features, shape.embed_dim, shape.hidden, n_keys,
                                backward)
     elif path == "factored":
-        n_keys = ws.group_slots(n_threads)
+        n_keys = ws.group_slots(n_threads, n)
     if path == "dense":
         ws.need_dense()
     else:

@@ -90,10 +90,13 @@ cdef class Workspace:
             self.x = np.empty((self.n, shape.n_features * shape.embed_dim), shape.dtype)
             self._dense = True
 
-    def group_slots(self, int n_threads):
-        """Group the batch in self.idx by (slot, row) on n_threads threads; returns K."""
-        shape, n = self.shape, self.n
-        items = n * shape.n_features
+    def group_slots(self, int n_threads, Py_ssize_t n=-1):
+        """Group the batch in self.idx (its first n rows; default all) by (slot, row)
+        on n_threads threads; returns K."""
+        shape = self.shape
+        if n < 0:
+            n = self.n
+        items = self.n * shape.n_features
         if not self._factored:
             self.key_row = np.empty(items, np.int64)
             self.pos = np.empty(items, np.int64)
@@ -130,13 +133,23 @@ _local = threading.local()
 CACHE_SIZE = 4   # shapes kept per thread (a training loop and its evaluation, ...)
 
 
-def workspace_for(shape, Py_ssize_t n):
-    """This Python thread's workspace for (shape, n), made on first use."""
+def workspace_for(shape, Py_ssize_t n, bint at_least=False):
+    """This Python thread's workspace for (shape, n), made on first use.
+
+    at_least: one workspace of this shape with room for n rows or more, grown by a
+    quarter when a call needs more. For forward-only calls without labels
+    (predict_proba, precomputed inference), which read and write only their first n
+    rows: a parse, whose row count falls step by step as sentences finish, then
+    reuses one workspace instead of allocating (and faulting in) one per count."""
     cache = getattr(_local, "cache", None)
     if cache is None:
         cache = _local.cache = OrderedDict()
-    key = (shape, n)
+    key = (shape, None) if at_least else (shape, n)
     ws = cache.get(key)
+    if at_least and ws is not None and (<Workspace> ws).n < n:
+        n = max(n, (<Workspace> ws).n + (<Workspace> ws).n // 4)
+        del cache[key]
+        ws = None
     if ws is None:
         ws = cache[key] = Workspace(shape, n)
         while len(cache) > CACHE_SIZE:

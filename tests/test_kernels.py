@@ -45,7 +45,20 @@ def test_predict_proba_in_blocks(dtype, path, n, monkeypatch):
     assert_close(blocked, whole, dtype)
     np.testing.assert_array_equal(fastgrad.predict(p, idx, path=path), blocked.argmax(axis=1))
     # memory bounded by the block, whatever n: no workspace for more rows than it
-    assert max(rows for _, rows in _workspace._local.cache) <= 7
+    assert max(ws.n for ws in _workspace._local.cache.values()) <= 7
+
+
+def test_forward_calls_share_one_workspace_with_room(dtype, path):
+    # predict_proba with a falling row count (a parse's steps) reuses one workspace
+    # with room for the most rows; only its first n rows are read
+    p, idx, _ = make_problem(dtype, n=40, n_classes=9, vocab_used=12)
+    _workspace._local.cache.clear()
+    for n in (40, 33, 17, 5, 1, 40):
+        assert_close(fastgrad.predict_proba(p, idx[:n], path=path),
+                     reference.predict_proba(p, idx[:n]), dtype)
+    assert [ws.n for ws in _workspace._local.cache.values()] == [40]
+    fastgrad.predict_proba(p, np.concatenate([idx, idx[:5]]), path=path)   # grown by a quarter
+    assert [ws.n for ws in _workspace._local.cache.values()] == [50]
 
 
 def test_repeated_indices_accumulate(dtype, path):
