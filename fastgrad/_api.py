@@ -40,6 +40,7 @@ __all__ = [
 # (bench/results/parser-memory-2core.md).
 PREDICT_BLOCK_ROWS = 4096
 
+
 def init_params(n_vocab: int, n_features: int, embed_dim: int, hidden: int, n_classes: int,
                 dtype=np.float32, seed=None) -> Params:
     """Fresh parameters for the network.
