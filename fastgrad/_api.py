@@ -104,13 +104,9 @@ def predict_proba(p, idx, *, path: str = "auto") -> np.ndarray:
     """
     idx = as_index_array(idx, "idx", 2)
     n = idx.shape[0]
-    if n <= PREDICT_BLOCK_ROWS:
-        prepared = prepare(p, idx, None, path, writeable=False, backward=False)
-        run_kernel(_kernels.MODE_PROBA, prepared)
-        return prepared.ws.theta[:n].copy()
-    # equal blocks, so that one workspace serves them all (each new size allocates
-    # anew); the last ends at row n, overlapping the one before by < n_blocks rows
-    n_blocks = -(-n // PREDICT_BLOCK_ROWS)
+    # equal blocks (one, up to PREDICT_BLOCK_ROWS rows; an empty idx is refused by
+    # prepare); the last ends at row n, overlapping the one before by < n_blocks rows
+    n_blocks = max(1, -(-n // PREDICT_BLOCK_ROWS))
     size = -(-n // n_blocks)
     out = None
     for block in range(n_blocks):

@@ -87,21 +87,22 @@ class Phase:
         self.S = [np.empty((k, hidden), np.float32) for k in ks]
         g = len(ks)
         arr = lambda t, v: (t * g)(*v)   # noqa: E731
-        self.args = (ROW_MAJOR, arr(INT, [NO_TRANS] * g), arr(INT, [NO_TRANS] * g),
-                     arr(INT, ks), arr(INT, [hidden] * g), arr(INT, [d] * g),
-                     arr(FLOAT, [1.0] * g), arr(PTR, [a.ctypes.data for a in self.A]),
-                     arr(INT, [d] * g), arr(PTR, [w.ctypes.data for w in self.W]),
-                     arr(INT, [hidden] * g), arr(FLOAT, [0.0] * g),
-                     arr(PTR, [s.ctypes.data for s in self.S]), arr(INT, [hidden] * g),
-                     INT(g), arr(INT, [1] * g))
+        self.k = arr(INT, ks)
+        self.a_ptrs = arr(PTR, [a.ctypes.data for a in self.A])
+        self.w_ptrs = arr(PTR, [w.ctypes.data for w in self.W])
+        self.s_ptrs = arr(PTR, [s.ctypes.data for s in self.S])
+        self.batch_args = (ROW_MAJOR, arr(INT, [NO_TRANS] * g), arr(INT, [NO_TRANS] * g),
+                           self.k, arr(INT, [hidden] * g), arr(INT, [d] * g),
+                           arr(FLOAT, [1.0] * g), self.a_ptrs, arr(INT, [d] * g), self.w_ptrs,
+                           arr(INT, [hidden] * g), arr(FLOAT, [0.0] * g), self.s_ptrs,
+                           arr(INT, [hidden] * g), INT(g), arr(INT, [1] * g))
 
     def loop(self, slot_loop, gemm, threads):
-        a = self.args
-        slot_loop(PTR(gemm), INT(len(self.ks)), a[3], INT(self.h), INT(self.d), a[7], a[9],
-                  a[12], INT(threads))
+        slot_loop(PTR(gemm), INT(len(self.ks)), self.k, INT(self.h), INT(self.d), self.a_ptrs,
+                  self.w_ptrs, self.s_ptrs, INT(threads))
 
     def batch(self, cdll):
-        cdll.scipy_cblas_sgemm_batch(*self.args)
+        cdll.scipy_cblas_sgemm_batch(*self.batch_args)
 
 
 def timed(fn, rounds=7):
