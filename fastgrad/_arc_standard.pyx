@@ -201,6 +201,40 @@ cdef class ArcStandardBatch:
             self._keep_unfinished()
         return self.n_active
 
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def skip_forced(self, int n_threads=1):
+        """Apply every unfinished sentence's forced moves (the states where one
+        transition alone is legal) until it reaches a choice or is done; returns how
+        many remain. A greedy parse need not score a forced state: its move does
+        not depend on the scores, so the parses are the same, with fewer rows (17%
+        of EWT's gold states). Training states keep them: they are instances."""
+        cdef Py_ssize_t r
+        cdef int32_t i
+        cdef int t
+        with nogil:
+            for r in prange(self.n_active, num_threads=n_threads, schedule='static'):
+                i = self.active[r]
+                t = self._forced(i)
+                while t >= 0:
+                    self._apply(i, t)
+                    t = self._forced(i)
+            self._keep_unfinished()
+        return self.n_active
+
+    cdef inline int _forced(self, int32_t i) noexcept nogil:
+        """The one legal transition of sentence i's state, or -1 when it has a
+        choice or is done (see _legal and _best): SHIFT while the buffer holds a
+        word and at most one word is above ROOT; with a root label, the final
+        RIGHT-ARC to ROOT."""
+        cdef int d = self.depth[i]
+        cdef bint buffer = self.next_word[i] <= self.length[i]
+        if buffer:
+            return 0 if d <= 2 else -1
+        if d == 2 and self.root_label >= 0:
+            return 1 + self.n_labels + self.root_label
+        return -1
+
     cdef void _keep_unfinished(self) noexcept nogil:
         """Compact the active list to the unfinished sentences, in order."""
         cdef Py_ssize_t r, kept = 0

@@ -63,22 +63,37 @@ def test_features_follow_the_template():
 
 def test_parse_and_scores_on_a_perfect_predictor():
     vocab = P.Vocabulary([JOHN, NESTED], min_count=1)
-    golds = {id(s): P.gold_sequence(s, vocab)[1] for s in (JOHN, NESTED)}
+    n_labels, root = len(vocab.labels), transitions.root_label(vocab)
     sentences = [JOHN, NESTED]
-    counters = [0, 0]
+    golds = [P.gold_sequence(s, vocab)[1] for s in sentences]
+    states = [P.State(len(s.words)) for s in sentences]
+    counters, asked = [0, 0], []
+
+    def replay_forced(i):        # moves whose state allows one transition alone
+        while not states[i].done() and states[i].legal(n_labels, root).sum() == 1:
+            states[i].apply(golds[i][counters[i]], n_labels)
+            counters[i] += 1
 
     def oracle_predictor(idx):   # replays the gold moves, in the order parse() asks
         out = np.zeros((len(idx), vocab.n_transitions))
-        active = [i for i in range(2) if counters[i] < len(golds[id(sentences[i])])]
+        for i in range(2):
+            replay_forced(i)
+        active = [i for i in range(2) if not states[i].done()]
+        assert len(active) == len(idx)
         for row, i in enumerate(active):
-            out[row, golds[id(sentences[i])][counters[i]]] = 1
+            out[row, golds[i][counters[i]]] = 1
+            states[i].apply(golds[i][counters[i]], n_labels)
             counters[i] += 1
+        asked.append(len(idx))
         return out
 
     parses = P.parse(oracle_predictor, sentences, vocab)
     scores = P.attachment_scores(sentences, parses, vocab)
     assert scores["uas"] == scores["las"] == scores["las_full"] == 100.0
     assert scores["words"] == 11 and scores["words_no_punct"] == 10
+    # forced states are never scored: the first SHIFTs, and the final arc to ROOT
+    n_moves = sum(map(len, golds))
+    assert n_moves == 22 and 0 < sum(asked) <= n_moves - 3 * len(sentences)
 
 
 @pytest.fixture(scope="module")

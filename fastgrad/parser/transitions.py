@@ -457,16 +457,18 @@ def parse_encoded(predictor, vocab: Vocabulary, word, tag, lengths,
     """Greedy parses of encoded sentences (vocab.encode_all's or encode_chunk's
     arrays): the C batch after every sentence is done. predictor(idx) → scores
     (N, n_transitions); every unfinished sentence contributes one state to each
-    call. The states live in C (fastgrad._arc_standard), stepped all at once."""
+    call, except where its one legal move is forced (skip_forced). The states
+    live in C (fastgrad._arc_standard), stepped all at once."""
     from fastgrad._threads import threads_for_step
 
     batch = _batch(vocab, word, tag, lengths)
     threads = threads_for_step() if n_threads is None else n_threads
     rows = np.zeros((len(lengths), vocab.n_features), np.int64)
-    n = batch.n_unfinished
+    n = batch.skip_forced(threads)
     while n:
         batch.features(rows, threads)
-        n = batch.advance(np.ascontiguousarray(predictor(rows[:n])), threads)
+        batch.advance(np.ascontiguousarray(predictor(rows[:n])), threads)
+        n = batch.skip_forced(threads)
     return batch
 
 
