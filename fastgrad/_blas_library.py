@@ -20,6 +20,7 @@ Only this module and ``fastgrad/_blas.pxd`` know which BLAS the kernels call.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 from dataclasses import dataclass
@@ -51,7 +52,8 @@ def _address(function) -> int:
 
 
 def _scipy_openblas32() -> BlasLibrary:
-    import scipy_openblas32
+    with _no_openblas_workers():
+        import scipy_openblas32
 
     folder = scipy_openblas32.get_lib_dir()
     stem = scipy_openblas32.get_library()
@@ -60,7 +62,8 @@ def _scipy_openblas32() -> BlasLibrary:
     if not names:
         raise ImportError(f"scipy-openblas32 has no {stem} library in {folder}")
     path = os.path.join(folder, sorted(names)[0])
-    lib = ctypes.CDLL(path)
+    with _no_openblas_workers():
+        lib = ctypes.CDLL(path)
     prefix = scipy_openblas32.get_symbol_prefix() if hasattr(
         scipy_openblas32, "get_symbol_prefix") else "scipy_"
     for name in ("openblas_get_config", "openblas_get_corename"):
@@ -74,6 +77,25 @@ def _scipy_openblas32() -> BlasLibrary:
     return BlasLibrary("scipy-openblas32", version, corename, os.path.realpath(path),
                        _address(getattr(lib, prefix + "sgemm_")),
                        _address(getattr(lib, prefix + "dgemm_")), get_threads, set_threads)
+
+
+@contextlib.contextmanager
+def _no_openblas_workers():
+    """While an OpenBLAS loads (the scipy_openblas32 package loads its library on
+    import): start no worker threads. The kernels call it at one thread (their
+    OpenMP threads split the work), and workers started at load spin for ~0.1 s
+    beside whatever runs next, on the 2-core machine a core (3.6% of a parse's
+    perf samples; bench/results/parser-pipeline-2core.md). A count set later
+    (threadpoolctl, openblas_set_num_threads) starts them then."""
+    saved = os.environ.get("OPENBLAS_NUM_THREADS")
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"   # read once, by the library's constructor
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["OPENBLAS_NUM_THREADS"]
+        else:
+            os.environ["OPENBLAS_NUM_THREADS"] = saved
 
 
 def _capsule_address(capsule) -> int:

@@ -62,6 +62,20 @@ def test_the_kernels_hold_their_own_blas_at_one_thread():
         blas.set_threads(1)
 
 
+def test_the_kernels_blas_starts_no_workers_and_leaves_the_environment_alone():
+    if _kernels.BLAS.get_threads is None:
+        pytest.skip("the fallback's BLAS is scipy's, loaded as scipy loads it")
+    code = ("import os, fastgrad; from fastgrad import _kernels; b = _kernels.BLAS\n"
+            "before = b.get_threads(); b.set_threads(2)\n"
+            "print(os.environ['OPENBLAS_NUM_THREADS'], before, b.get_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd="/", env=dict(os.environ, PYTHONPATH="", OPENBLAS_NUM_THREADS="3"))
+    assert out.returncode == 0, out.stderr
+    # the user's setting still reaches numpy and others; the kernels' library started at
+    # one thread, and a count set later is obeyed
+    assert out.stdout.split() == ["3", "1", "2"]
+
+
 def test_the_fallback_when_forced():
     got = run_probe({"FASTGRAD_BLAS": "scipy"})
     assert got["name"].startswith("scipy.linalg.cython_blas") and got["ok"] and got["same"]
