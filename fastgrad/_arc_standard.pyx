@@ -335,19 +335,6 @@ cdef class ArcStandardBatch:
                                                  &out_y[first_row[i]])
         return np.flatnonzero(np.asarray(failed))
 
-    def projective(self, const int32_t[::1] gold_head):
-        """Per sentence, whether no two of its gold arcs cross (the root's arc from
-        position 0 included; transitions.is_projective's test)."""
-        cdef Py_ssize_t i, n_sent = self.length.shape[0]
-        out = np.ones(n_sent, np.uint8)
-        cdef uint8_t[::1] result = out
-        if gold_head.shape[0] != self.head.shape[0]:
-            raise ValueError("gold_head does not fit the batch")
-        with nogil:
-            for i in range(n_sent):
-                result[i] = _crossing_free(&gold_head[self.start[i] + 1], self.length[i])
-        return out.view(bool)
-
     cdef bint _derive(self, int32_t i, const int32_t* gold_head, const int32_t* gold_label,
                       int32_t* pending, int32_t* rows, int32_t* moves) noexcept nogil:
         """Sentence i's static-oracle derivation (transitions.oracle's rules: LEFT when

@@ -188,13 +188,14 @@ def test_c_projectivity_equals_the_twin_on_random_trees():
             heads[order[k] - 1] = int(order[rng.integers(0, k)])
         trees.append(P.Tree(["w"] * n, ["X"] * n, heads, ["dep"] * n))
     vocab = Vocabulary(trees, min_count=1)
-    batch = transitions._batch(vocab, *vocab.encode_all(trees))
     gold = np.zeros(sum(len(t.words) + 1 for t in trees), np.int32)
     at = 0
     for t in trees:
         gold[at + 1:at + 1 + len(t.words)] = t.heads
         at += len(t.words) + 1
-    assert batch.projective(gold).tolist() == [P.is_projective(t.heads) for t in trees]
+    lengths = vocab.encode_all(trees)[2]
+    assert transitions._projective(gold, lengths).tolist() == \
+        [P.is_projective(t.heads) for t in trees]
 
 
 def random_predictor(vocab, seed=0):

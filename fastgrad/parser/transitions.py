@@ -272,6 +272,15 @@ def _gold_arrays(sentences, vocab: Vocabulary, n_positions: int):
     return heads, labels
 
 
+def _projective(heads, lengths) -> np.ndarray:
+    """Per sentence, whether its gold tree is projective (is_projective's test, in C);
+    heads in the batch layout of _gold_arrays (each sentence's ROOT position first)."""
+    from fastgrad._arc_standard import projective_trees
+
+    roots = np.cumsum(lengths + 1) - (lengths + 1)
+    return projective_trees(np.delete(heads, roots), lengths)
+
+
 def make_instances(sentences, vocab: Vocabulary, n_threads: int | None = None) -> Instances:
     """The static oracle's states of every projective sentence, their features and
     moves, in sentence order (non-projective ones skipped and counted): built by
@@ -282,7 +291,7 @@ def make_instances(sentences, vocab: Vocabulary, n_threads: int | None = None) -
     word, tag, lengths = vocab.encode_all(sentences)
     heads, labels = _gold_arrays(sentences, vocab, len(word))
     batch = _batch(vocab, word, tag, lengths)
-    projective = batch.projective(heads)
+    projective = _projective(heads, lengths)
     states = np.where(projective, 2 * lengths, 0)
     first_row = np.where(projective, np.cumsum(states) - states, -1).astype(np.int64)
     total = int(states.sum())
@@ -303,12 +312,10 @@ class Exploration:
     output arrays that each run overwrites."""
 
     def __init__(self, sentences, vocab: Vocabulary):
-        from fastgrad._arc_standard import projective_trees
-
         word, tag, lengths = vocab.encode_all(sentences)
         heads, labels = _gold_arrays(sentences, vocab, len(word))
         roots = np.cumsum(lengths + 1) - (lengths + 1)          # ROOT's positions
-        keep = np.flatnonzero(projective_trees(np.delete(heads, roots), lengths))
+        keep = np.flatnonzero(_projective(heads, lengths))
         if len(keep) < len(sentences):
             positions = np.concatenate([np.arange(roots[k], roots[k] + lengths[k] + 1)
                                         for k in keep]) if len(keep) else np.zeros(0, np.int64)
