@@ -6,7 +6,8 @@ import numpy as np
 
 from fastgrad import _kernels
 from fastgrad._step import prepare, run_kernel
-from fastgrad._validate import as_index_array
+from fastgrad._threads import threads_for_step
+from fastgrad._validate import as_index_array, check_range
 
 __all__ = ["evaluate"]
 
@@ -17,15 +18,29 @@ def _check_count(value, name: str) -> int:
     return int(value)
 
 
-def _as_dataset(idx, y) -> tuple[np.ndarray, np.ndarray]:
-    """idx (N, m) and y (N,) as index arrays of one non-zero length, else an error."""
-    idx = as_index_array(idx, "idx", 2)
-    y = as_index_array(y, "y", 1)
+def _as_dataset(idx, y, names=("idx", "y")) -> tuple[np.ndarray, np.ndarray]:
+    """idx (N, m) and y (N,) as index arrays of one non-zero length, else an error
+    (names: what it calls idx and y)."""
+    idx = as_index_array(idx, names[0], 2)
+    y = as_index_array(y, names[1], 1)
     if y.shape[0] != idx.shape[0]:
-        raise ValueError(f"y must have length {idx.shape[0]} (the rows of idx), got {y.shape[0]}")
+        raise ValueError(f"{names[1]} must have length {idx.shape[0]} (the rows of "
+                         f"{names[0]}), got {y.shape[0]}")
     if idx.shape[0] == 0:
-        raise ValueError("idx is an empty data set (0 rows)")
+        raise ValueError(f"{names[0]} is an empty data set (0 rows)")
     return idx, y
+
+
+def _check_dataset(shape, idx, y, names=("idx", "y")) -> None:
+    """A whole data set checked against the model's shape before any step uses it:
+    fit must refuse bad rows before its first update, not at the batch that holds
+    them. names: what the errors call idx and y."""
+    if idx.shape[1] != shape.n_features:
+        raise ValueError(f"{names[0]} must have {shape.n_features} columns (p.W has "
+                         f"{shape.n_features}*{shape.embed_dim} rows), got shape {idx.shape}")
+    n_threads = threads_for_step()
+    check_range(idx, shape.n_vocab, names[0], "the vocabulary", n_threads)
+    check_range(y, shape.n_classes, names[1], "the classes", n_threads)
 
 
 def evaluate(p, idx, y, *, batch_size: int = 4096, path: str = "auto") -> tuple[float, float]:

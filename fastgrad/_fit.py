@@ -9,10 +9,10 @@ from typing import NamedTuple
 import numpy as np
 
 from fastgrad import _checkpoint
-from fastgrad._evaluate import _as_dataset, _check_count, evaluate
+from fastgrad._evaluate import _as_dataset, _check_count, _check_dataset, evaluate
 from fastgrad._optim import Optimizer, _check_optimizer, _train_step
 from fastgrad._progress import ProgressBar
-from fastgrad._validate import check_dropout, check_real
+from fastgrad._validate import check_dropout, check_params, check_real
 
 __all__ = ["EpochStats", "fit"]
 
@@ -90,11 +90,16 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
         dropout = check_dropout(dropout)
         l2 = check_real(l2, "l2")
         idx, y = _as_dataset(idx, y)
+        shape = check_params(p, writeable=True)
+        _check_dataset(shape, idx, y)
         if validation is not None:
             try:
                 idx_v, y_v = validation
             except (TypeError, ValueError):
                 raise TypeError("validation must be a pair (idx_v, y_v)") from None
+            names = ("validation[0]", "validation[1]")
+            idx_v, y_v = _as_dataset(idx_v, y_v, names)
+            _check_dataset(shape, idx_v, y_v, names)
         if checkpoint_every is not None:
             checkpoint_every = _check_count(checkpoint_every, "checkpoint_every")
             if checkpoint is None:

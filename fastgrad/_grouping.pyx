@@ -313,6 +313,29 @@ def copy_indices(const index_t[:, :] src, int64_t[::1] dst, Py_ssize_t upper,
     return n_bad, first
 
 
+def count_outside(const index_t[:, :] src, Py_ssize_t upper, int n_threads=1):
+    """copy_indices's check alone, for a whole data set checked before its first
+    step: (n_bad, the first bad flat position or -1)."""
+    cdef Py_ssize_t i, j, n = src.shape[0], m = src.shape[1]
+    cdef Py_ssize_t n_bad = 0, first = -1
+    cdef int64_t v
+    with nogil:
+        for i in prange(n, num_threads=n_threads, schedule='static'):
+            for j in range(m):
+                v = <int64_t> src[i, j]
+                if v < 0 or v >= upper:
+                    n_bad += 1
+        if n_bad:
+            for i in range(n):
+                for j in range(m):
+                    v = <int64_t> src[i, j]
+                    if first < 0 and (v < 0 or v >= upper):
+                        first = i * m + j
+                if first >= 0:
+                    break
+    return n_bad, first
+
+
 # ---------------------------------------------------------------------------
 # Test hooks: the groupings on their own, with buffers of their own
 # ---------------------------------------------------------------------------

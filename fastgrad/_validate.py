@@ -103,6 +103,19 @@ def copy_checked(src: np.ndarray, dst: np.ndarray, upper: int, name: str,
     src holds the caller's rows from first_row on (which the error names)."""
     n_bad, first = _grouping.copy_indices(src.reshape(src.shape[0], -1), dst, upper,
                                          n_threads)
+    _refuse_outside(src, n_bad, first, upper, name, what, first_row)
+
+
+def check_range(src: np.ndarray, upper: int, name: str, what: str,
+                n_threads: int = 1) -> None:
+    """Refuse a whole index array (a data set, before its first step) holding any
+    entry outside [0, upper), naming the first such entry."""
+    n_bad, first = _grouping.count_outside(src.reshape(src.shape[0], -1), upper, n_threads)
+    _refuse_outside(src, n_bad, first, upper, name, what, 0)
+
+
+def _refuse_outside(src, n_bad: int, first: int, upper: int, name: str, what: str,
+                    first_row: int) -> None:
     if n_bad:
         pos = np.unravel_index(first, src.shape)
         where = ", ".join(str(int(i) + (first_row if axis == 0 else 0))

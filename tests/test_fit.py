@@ -59,3 +59,37 @@ def test_fit_bad_arguments(kwargs, match):
     opt = kwargs.pop("opt", fastgrad.SGD(p, 0.1))
     with pytest.raises((TypeError, ValueError), match=match):
         fastgrad.fit(p, idx, y, opt, **kwargs)
+
+
+@pytest.mark.parametrize("where", ["idx", "y", "validation[0]", "validation[1]", "columns"])
+def test_fit_refuses_a_bad_row_anywhere_before_its_first_step(dtype, where):
+    # a bad entry in the last batch (or in the validation set, first used after an
+    # epoch) is refused before any step: parameters, optimizer and its steps as they
+    # were, and the error names the caller's row, not the row inside a batch
+    p, idx, _ = make_problem(dtype, n=200, m=3, n_vocab=30, n_classes=5, hidden=16, seed=1)
+    y = idx[:, 0] % 5
+    idx_v, y_v = idx[:40].copy(), y[:40].copy()
+    idx, y = idx.copy(), y.copy()
+    if where == "idx":
+        idx[197, 2] = 30
+    elif where == "y":
+        y[190] = -1
+    elif where == "validation[0]":
+        idx_v[33, 1] = 99
+    elif where == "validation[1]":
+        y_v[39] = 5
+    else:
+        idx_v = idx_v[:, :2]
+    opt = fastgrad.Adam(p, 1e-2)
+    before, state = copy_params(p), [a.copy() for a in opt.state1 + opt.state2]
+    expected = {"idx": r"idx\[197, 2\] = 30 is outside the vocabulary",
+                "y": r"y\[190\] = -1 is outside the classes",
+                "validation[0]": r"validation\[0\]\[33, 1\] = 99 is outside the vocabulary",
+                "validation[1]": r"validation\[1\]\[39\] = 5 is outside the classes",
+                "columns": r"validation\[0\] must have 3 columns"}[where]
+    with pytest.raises(ValueError, match=expected):
+        fastgrad.fit(p, idx, y, opt, epochs=2, batch_size=16, shuffle_seed=0,
+                     validation=(idx_v, y_v), progress=False)
+    assert opt.steps == 0
+    for a, b in zip(list(p) + list(opt.state1 + opt.state2), list(before) + state):
+        np.testing.assert_array_equal(a, b)
