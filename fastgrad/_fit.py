@@ -10,9 +10,12 @@ import numpy as np
 
 from fastgrad import _checkpoint
 from fastgrad._evaluate import _as_dataset, _check_count, _check_dataset, evaluate
-from fastgrad._optim import Optimizer, _check_optimizer, _train_step
+from fastgrad._optim import Optimizer, _check_optimizer, _update
 from fastgrad._progress import ProgressBar
-from fastgrad._validate import check_dropout, check_params, check_real
+from fastgrad._step import prepare_rows
+from fastgrad._threads import _ParamsWriteLock
+from fastgrad._types import Params
+from fastgrad._validate import check_dropout, check_params, check_path, check_real, check_sizes
 
 __all__ = ["EpochStats", "fit"]
 
@@ -82,7 +85,7 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
         One per epoch: training loss and accuracy, validation loss and accuracy
         (None without validation), seconds.
     """
-    error = None
+    error, shape = None, None
     try:
         _check_optimizer(opt)
         epochs = _check_count(epochs, "epochs")
@@ -91,6 +94,7 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
         l2 = check_real(l2, "l2")
         idx, y = _as_dataset(idx, y)
         shape = check_params(p, writeable=True)
+        path = check_path(path)
         _check_dataset(shape, idx, y)
         if validation is not None:
             try:
@@ -114,16 +118,17 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
         _agree_on_arguments(comm, error, epochs, batch_size, dropout, l2, shuffle_seed,
                             checkpoint_every, checkpoint, resume, path, validation)
     n = idx.shape[0]
-    step = _train_step
-    if comm is not None:
-        step, evaluate_on = _distributed_steps(comm, idx, y, validation)
-        if comm.Get_rank() != 0:
-            progress = False
     shuffle_rng, dropout_rng = (np.random.default_rng(s)
                                 for s in np.random.SeedSequence(shuffle_seed).spawn(2))
-    # batch buffers reused across steps: a batch is gathered, never allocated
-    batch_idx = np.empty((min(batch_size, n), idx.shape[1]), idx.dtype)
-    batch_y = np.empty(min(batch_size, n), y.dtype)
+    if comm is None:
+        take_step = _local_steps(p, shape, idx, y, opt, dropout, l2, dropout_rng, path,
+                                 min(batch_size, n))
+    else:
+        take_step, evaluate_on = _distributed_steps(comm, p, idx, y, opt, dropout, l2,
+                                                    dropout_rng, path, min(batch_size, n),
+                                                    validation)
+        if comm.Get_rank() != 0:
+            progress = False
     n_batches = -(-n // batch_size)
     state = _checkpoint.FitState(1, 0, shuffle_rng.bit_generator.state,
                                  dropout_rng.bit_generator.state, 0.0, 0, 0.0, [])
@@ -159,10 +164,7 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
             total_loss, n_correct = (state.total_loss, state.n_correct) if resumed else (0.0, 0)
             for start in range(state.start if resumed else 0, n, batch_size):
                 rows = order[start:start + batch_size]
-                bi, by = batch_idx[:len(rows)], batch_y[:len(rows)]
-                np.take(idx, rows, axis=0, out=bi)
-                np.take(y, rows, out=by)
-                J, correct = step(p, bi, by, opt, dropout, l2, dropout_rng, path)
+                J, correct = take_step(rows)
                 total_loss += J * len(rows)
                 n_correct += correct
                 bar.advance(f"epoch {epoch}/{epochs} loss {total_loss / (start + len(rows)):.4f}")
@@ -204,7 +206,23 @@ def _agree_on_arguments(comm, error, epochs, batch_size, dropout, l2, shuffle_se
                                     "given or not, path, validation given or not)")
 
 
-def _distributed_steps(comm, idx, y, validation):
+def _local_steps(p, shape, idx, y, opt, dropout, l2, rng, path, batch_rows):
+    """fit's step in one process: rows of (idx, y) → (loss, rows right). Everything
+    was checked once (_check_dataset, the optimizer against p), so a step gathers its
+    rows straight into the workspace, unchecked, under p's write lock built here."""
+    check_sizes(shape, batch_rows)
+    opt._check_for(shape)
+    p = Params(*p)
+    lock, y_column = _ParamsWriteLock(p), y.reshape(-1, 1)
+
+    def step(rows):
+        return _update(prepare_rows(p, shape, idx, y_column, rows, path), opt, dropout, l2,
+                       rng, lock)
+    return step
+
+
+def _distributed_steps(comm, p, idx, y, opt, dropout, l2, rng, path, batch_rows,
+                       validation):
     """fit's step and evaluation over MPI: each rank takes its shard of every batch."""
     from fastgrad import distributed as fd
 
@@ -212,11 +230,17 @@ def _distributed_steps(comm, idx, y, validation):
     arrays = [idx, y] + ([] if validation is None else [np.asarray(a) for a in validation])
     signatures = fd._agree(comm, None, _checkpoint.data_checksum(*arrays))
     fd._same_everywhere(signatures, "the data set (idx, y, validation) given to fit")
+    # shard buffers reused across steps: a shard is gathered, never allocated
+    shard_idx = np.empty((batch_rows, idx.shape[1]), idx.dtype)
+    shard_y = np.empty(batch_rows, y.dtype)
 
-    def step(p, bi, by, opt, dropout, l2, rng, path):
-        lo, hi = fd.shard_bounds(len(bi), rank, size)
-        J = fd.train_step(p, bi[lo:hi], by[lo:hi], opt, comm, dropout=dropout, l2=l2,
-                          rng=rng, path=path)
+    def step(rows):
+        lo, hi = fd.shard_bounds(len(rows), rank, size)
+        bi, by = shard_idx[:hi - lo], shard_y[:hi - lo]
+        np.take(idx, rows[lo:hi], axis=0, out=bi)
+        np.take(y, rows[lo:hi], out=by)
+        J = fd.train_step(p, bi, by, opt, comm, dropout=dropout, l2=l2, rng=rng,
+                          path=path)
         return J, fd.last_step().correct
 
     def evaluate_on(p, idx_v, y_v, *, batch_size, path):

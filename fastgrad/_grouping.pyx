@@ -313,6 +313,20 @@ def copy_indices(const index_t[:, :] src, int64_t[::1] dst, Py_ssize_t upper,
     return n_bad, first
 
 
+def gather_indices(const index_t[:, :] src, const int64_t[::1] rows, int64_t[::1] dst,
+                   int n_threads=1):
+    """dst (C order) = src[rows]: a batch of a data set already checked whole
+    (count_outside), gathered straight into a workspace buffer (fit's steps).
+    IN rows: each in [0, src.shape[0]) (not checked: the caller's permutation)."""
+    cdef Py_ssize_t i, j, n = rows.shape[0], m = src.shape[1]
+    if dst.shape[0] < n * m:
+        raise ValueError("dst is too small for the gathered rows")
+    with nogil:
+        for i in prange(n, num_threads=n_threads, schedule='static'):
+            for j in range(m):
+                dst[i * m + j] = <int64_t> src[rows[i], j]
+
+
 def count_outside(const index_t[:, :] src, Py_ssize_t upper, int n_threads=1):
     """copy_indices's check alone, for a whole data set checked before its first
     step: (n_bad, the first bad flat position or -1)."""

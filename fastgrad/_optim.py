@@ -32,7 +32,7 @@ import numpy as np
 
 from fastgrad import _kernels
 from fastgrad._step import (
-    UpdateRule, draw_dropout, prepare, refuse_nonfinite_step, run_kernel,
+    Prepared, UpdateRule, draw_dropout, prepare, refuse_nonfinite_step, run_kernel,
 )
 from fastgrad._threads import _ParamsWriteLock
 from fastgrad._types import Params, Shape
@@ -227,8 +227,14 @@ def _train_step(p, idx, y, opt, dropout, l2, rng, path) -> tuple[float, int]:
     l2 = check_real(l2, "l2")
     prepared = prepare(p, idx, y, path, writeable=True, backward=True)
     opt._check_for(prepared.ws.shape)
+    return _update(prepared, opt, dropout, l2, rng, _ParamsWriteLock(prepared.p))
+
+
+def _update(prepared: Prepared, opt, dropout: float, l2: float, rng, lock) -> tuple[float, int]:
+    """The step of a prepared, checked call: dropout drawn, the update run under
+    lock (p's _ParamsWriteLock); (loss, rows the model got right before it)."""
     keep = draw_dropout(prepared, dropout, rng)
-    with _ParamsWriteLock(prepared.p):   # the rule's step count and the update, together
+    with lock:   # the rule's step count and the update, together
         value = float(run_kernel(_kernels.MODE_UPDATE, prepared, opt._rule(l2),
                            opt.state1, opt.state2, keep)[0])
         if math.isfinite(value):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from fastgrad import _kernels
+from fastgrad import _grouping, _kernels
 from fastgrad._threads import _single_threaded_blas, threads_for_step
 from fastgrad._types import Params, Shape
 from fastgrad._validate import (
@@ -92,6 +92,25 @@ def prepare(p, idx, y, path, *, writeable: bool, backward: bool,
     n_threads = threads_for_step()
     shape, ws, n = prepare_batch(p, idx, y, writeable=writeable, n_threads=n_threads,
                                  first_row=first_row)
+    return _choose_path(Params(*p), shape, ws, n, path, n_threads, backward)
+
+
+def prepare_rows(p: Params, shape: Shape, idx, y_column, rows, path: str) -> Prepared:
+    """prepare() for fit's steps: rows (int64) of a data set (idx, and y as an
+    (N, 1) column) that _check_dataset checked whole against p, gathered straight
+    into the workspace, with no check or copy per batch. p, shape and path were
+    checked by the caller."""
+    n_threads = threads_for_step()
+    n = rows.shape[0]
+    ws = workspace_for(shape, n)
+    _grouping.gather_indices(idx, rows, ws.idx, n_threads)
+    _grouping.gather_indices(y_column, rows, ws.y, n_threads)
+    return _choose_path(p, shape, ws, n, path, n_threads, True)
+
+
+def _choose_path(p: Params, shape: Shape, ws: Workspace, n: int, path: str, n_threads: int,
+                 backward: bool) -> Prepared:
+    """The path of a filled workspace ('auto' by the cost model), its buffers made ready."""
     if path == "auto":
         path = "dense"
         if n >= MIN_ROWS_TO_FACTOR:
@@ -106,7 +125,7 @@ def prepare(p, idx, y, path, *, writeable: bool, backward: bool,
         ws.need_keys(n_keys)
     if backward:
         ws.need_backward(n_threads)
-    return Prepared(Params(*p), ws, n, path, n_threads)
+    return Prepared(p, ws, n, path, n_threads)
 
 
 def draw_dropout(prepared: Prepared, dropout: float, rng) -> float:
