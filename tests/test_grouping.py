@@ -51,3 +51,22 @@ def test_row_grouping_matches_numpy(n_values, n_threads):
     # members grouped by value, ascending within a group (a stable sort by value)
     np.testing.assert_array_equal(members, np.argsort(values, kind="stable"))
     np.testing.assert_array_equal(np.diff(group_ptr), np.bincount(values)[uniq])
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_gather_and_count_outside_match_numpy(dtype, n_threads):
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 50, (300, 7)).astype(dtype)[:, ::2]     # strided columns
+    rows = rng.permutation(300)[:77]                                # repeats none; any order
+    rows = np.concatenate([rows, rows[:5]]).astype(np.int64)         # and some repeated
+    dst = np.full(rows.size * data.shape[1] + 3, -7, np.int64)
+    _grouping.gather_indices(data, rows, dst, n_threads)
+    np.testing.assert_array_equal(dst[:-3].reshape(-1, data.shape[1]), data[rows])
+    assert (dst[-3:] == -7).all()                                    # nothing past the batch
+    with pytest.raises(ValueError, match="too small"):
+        _grouping.gather_indices(data, rows, dst[:10], n_threads)
+    assert _grouping.count_outside(data, 50, n_threads) == (0, -1)
+    bad = data.copy()
+    bad[200, 1], bad[250, 3], bad[0, 0] = 50, -1, 49
+    assert _grouping.count_outside(bad, 50, n_threads) == (2, 200 * bad.shape[1] + 1)
