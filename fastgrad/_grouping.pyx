@@ -287,6 +287,34 @@ ctypedef fused index_t:
     int64_t
 
 
+cdef Py_ssize_t count_and_copy(const index_t[:, :] src, Py_ssize_t upper, int64_t* dst,
+                               int n_threads) noexcept nogil:
+    """The entries of src outside [0, upper), counted in parallel over rows; with
+    dst (else NULL), src copied into it in C order on the way."""
+    cdef Py_ssize_t i, j, n = src.shape[0], m = src.shape[1], n_bad = 0
+    cdef int64_t v
+    for i in prange(n, num_threads=n_threads, schedule='static'):
+        for j in range(m):
+            v = <int64_t> src[i, j]
+            if dst != NULL:
+                dst[i * m + j] = v
+            if v < 0 or v >= upper:
+                n_bad += 1
+    return n_bad
+
+
+cdef Py_ssize_t first_outside(const index_t[:, :] src, Py_ssize_t upper) noexcept nogil:
+    """The flat (C order) position of src's first entry outside [0, upper), or -1."""
+    cdef Py_ssize_t i, j, m = src.shape[1]
+    cdef int64_t v
+    for i in range(src.shape[0]):
+        for j in range(m):
+            v = <int64_t> src[i, j]
+            if v < 0 or v >= upper:
+                return i * m + j
+    return -1
+
+
 def copy_indices(const index_t[:, :] src, int64_t[::1] dst, Py_ssize_t upper,
                  int n_threads=1):
     """Copy an integer index array into dst (C order) and count the entries outside
@@ -295,21 +323,24 @@ def copy_indices(const index_t[:, :] src, int64_t[::1] dst, Py_ssize_t upper,
     Rows are copied in parallel (every step copies N*m indices before any kernel
     runs); the first bad position is looked for only when there is one.
     """
-    cdef Py_ssize_t i, j, n = src.shape[0], m = src.shape[1]
-    cdef Py_ssize_t n_bad = 0, first = -1
-    cdef int64_t v
+    cdef Py_ssize_t n_bad, first = -1
+    if dst.shape[0] < src.shape[0] * src.shape[1]:
+        raise ValueError("dst is too small for the copied indices")
     with nogil:
-        for i in prange(n, num_threads=n_threads, schedule='static'):
-            for j in range(m):
-                v = <int64_t> src[i, j]
-                dst[i * m + j] = v
-                if v < 0 or v >= upper:
-                    n_bad += 1
+        n_bad = count_and_copy(src, upper, &dst[0] if dst.shape[0] else NULL, n_threads)
         if n_bad:
-            for i in range(n * m):
-                if dst[i] < 0 or dst[i] >= upper:
-                    first = i
-                    break
+            first = first_outside(src, upper)
+    return n_bad, first
+
+
+def count_outside(const index_t[:, :] src, Py_ssize_t upper, int n_threads=1):
+    """copy_indices's check alone, for a whole data set checked before its first
+    step: (n_bad, the first bad flat position or -1)."""
+    cdef Py_ssize_t n_bad, first = -1
+    with nogil:
+        n_bad = count_and_copy(src, upper, NULL, n_threads)
+        if n_bad:
+            first = first_outside(src, upper)
     return n_bad, first
 
 
@@ -325,29 +356,6 @@ def gather_indices(const index_t[:, :] src, const int64_t[::1] rows, int64_t[::1
         for i in prange(n, num_threads=n_threads, schedule='static'):
             for j in range(m):
                 dst[i * m + j] = <int64_t> src[rows[i], j]
-
-
-def count_outside(const index_t[:, :] src, Py_ssize_t upper, int n_threads=1):
-    """copy_indices's check alone, for a whole data set checked before its first
-    step: (n_bad, the first bad flat position or -1)."""
-    cdef Py_ssize_t i, j, n = src.shape[0], m = src.shape[1]
-    cdef Py_ssize_t n_bad = 0, first = -1
-    cdef int64_t v
-    with nogil:
-        for i in prange(n, num_threads=n_threads, schedule='static'):
-            for j in range(m):
-                v = <int64_t> src[i, j]
-                if v < 0 or v >= upper:
-                    n_bad += 1
-        if n_bad:
-            for i in range(n):
-                for j in range(m):
-                    v = <int64_t> src[i, j]
-                    if first < 0 and (v < 0 or v >= upper):
-                        first = i * m + j
-                if first >= 0:
-                    break
-    return n_bad, first
 
 
 # ---------------------------------------------------------------------------
