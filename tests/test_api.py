@@ -126,11 +126,11 @@ def test_bench_floors_compute_the_six_products():
 def test_phase_clock_bills_segment_sums_apart_where_slots_are_cut():
     # at 3 threads a slot of ~500 keys is cut into blocks: the segment sums run first,
     # over whole slots, and are billed to their own phase
-    from fastgrad import _kernels
+    from fastgrad import _kernels, _threads
     if not _kernels.OPENMP:
         pytest.skip("phase timing needs a build with OpenMP")
     p, idx, y = make_problem(np.float64, n=600, m=3, n_vocab=2000)
-    saved = fastgrad.get_num_threads()
+    saved = _threads._user_threads          # None: the default rules, restored after
     fastgrad.set_num_threads(3)
     _kernels.set_phase_timing(True)
     try:
