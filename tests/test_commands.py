@@ -2,8 +2,22 @@
 
 import pytest
 
-from fastgrad import bench_contention
+import fastgrad
+from fastgrad import _threads, bench_contention
 from fastgrad.__main__ import main
+
+
+@pytest.fixture(autouse=True)
+def _thread_counts_restored():
+    """The bench commands set the whole process's thread counts (fastgrad's, the
+    BLAS's, OpenMP's in this thread), as a command may; the tests that run after these
+    in the same process must not inherit them."""
+    from threadpoolctl import threadpool_limits
+
+    saved = _threads._user_threads
+    with threadpool_limits(limits=None):     # restores every library's count on exit
+        yield
+    fastgrad.set_num_threads(saved)
 
 
 def test_bench_runs_and_prints_its_table(capsys):

@@ -251,19 +251,20 @@ def test_threads_on_independent_params_match_serial_results():
 
     problems = [make_problem(np.float64, n=256, m=5, hidden=32, vocab_used=25, seed=s)
                 for s in range(4)]
-    serial = []
-    for p, idx, y in problems:
-        q = copy_params(p)
-        losses = [fastgrad.sgd_step(q, idx, y, 0.1) for _ in range(20)]
-        serial.append((losses, q))
 
     def train(problem):
         p, idx, y = problem
         q = copy_params(p)
         return [fastgrad.sgd_step(q, idx, y, 0.1) for _ in range(20)], q
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        concurrent = list(pool.map(train, problems))
+    saved = _threads._user_threads      # the same count in both phases, however busy the
+    fastgrad.set_num_threads(2)         # machine is (the default count adapts to it)
+    try:
+        serial = [train(problem) for problem in problems]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            concurrent = list(pool.map(train, problems))
+    finally:
+        fastgrad.set_num_threads(saved)
     for (losses_a, qa), (losses_b, qb) in zip(serial, concurrent):
         assert losses_a == losses_b
         for a, b in zip(qa, qb):
