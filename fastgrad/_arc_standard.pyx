@@ -158,20 +158,27 @@ cdef class ArcStandardBatch:
             return self.lc2[base + t]
         return self.rc2[base + t]
 
-    cdef void _features(self, int32_t i, int64_t* row) noexcept nogil:
+    cdef void _tokens(self, int32_t i, int32_t* tokens) noexcept nogil:
+        """The 18 positions the features read (NONE where there is no such token):
+        s1 s2 s3, b1 b2 b3, then per s1 and s2: lc1 rc1 lc2 rc2 lc1(lc1) rc1(rc1)."""
         cdef int32_t base = self.start[i], d = self.depth[i], n = self.length[i]
-        cdef int32_t tokens[18]
-        cdef int32_t k, s, c, column, label_slot = 18 + 18 * self.n_columns
+        cdef int32_t k, s, c
         for k in range(3):
             tokens[k] = self.stack[base + d - 1 - k] if d > k else NONE
         for k in range(3):
             tokens[3 + k] = self.next_word[i] + k if self.next_word[i] + k <= n else NONE
-        for k in range(2):        # per s1 and s2: lc1 rc1 lc2 rc2 lc1(lc1) rc1(rc1)
+        for k in range(2):
             s = tokens[k]
             for c in range(4):
                 tokens[6 + 6 * k + c] = self._child(base, s, c)
             tokens[10 + 6 * k] = self._child(base, tokens[6 + 6 * k], 0)
             tokens[11 + 6 * k] = self._child(base, tokens[7 + 6 * k], 1)
+
+    cdef void _features(self, int32_t i, int64_t* row) noexcept nogil:
+        cdef int32_t base = self.start[i]
+        cdef int32_t tokens[18]
+        cdef int32_t k, c, column, label_slot = 18 + 18 * self.n_columns
+        self._tokens(i, tokens)
         for k in range(18):
             if tokens[k] == NONE:
                 row[k] = self.null_word
@@ -182,10 +189,50 @@ cdef class ArcStandardBatch:
                 for column in range(self.n_columns):
                     row[18 + 18 * column + k] = \
                         self.tag[(base + tokens[k]) * self.n_columns + column]
+        self._label_features(i, tokens, row + label_slot)
+
+    cdef void _joint_features(self, int32_t i, const int32_t* tuple_of_position,
+                              int32_t null_tuple, int64_t* row) noexcept nogil:
+        """_features with each token's tag columns as one id: 18 words, the 18
+        tokens' tag tuples (tuple_of_position; null_tuple where no token), 12 labels."""
+        cdef int32_t base = self.start[i]
+        cdef int32_t tokens[18]
+        cdef int32_t k
+        self._tokens(i, tokens)
+        for k in range(18):
+            if tokens[k] == NONE:
+                row[k] = self.null_word
+                row[18 + k] = null_tuple
+            else:
+                row[k] = self.word[base + tokens[k]]
+                row[18 + k] = tuple_of_position[base + tokens[k]]
+        self._label_features(i, tokens, row + 36)
+
+    cdef inline void _label_features(self, int32_t i, const int32_t* tokens,
+                                     int64_t* out) noexcept nogil:
+        """The labels of the 12 child tokens (tokens[6:18])."""
+        cdef int32_t k, c
         for k in range(12):
             c = tokens[6 + k]
-            row[label_slot + k] = self.label_base + self.label[base + c] if c != NONE \
+            out[k] = self.label_base + self.label[self.start[i] + c] if c != NONE \
                 else self.null_label
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def joint_features(self, int64_t[:, ::1] out, const int32_t[::1] tuple_of_position,
+                       int32_t null_tuple, int n_threads=1):
+        """features() with each token's tag columns as one tuple id (see
+        _joint_features): rows of 48 ids; returns how many."""
+        cdef Py_ssize_t r
+        if out.shape[0] < self.n_active or out.shape[1] != 48:
+            raise ValueError(f"out must be at least ({self.n_active}, 48)")
+        if tuple_of_position.shape[0] != self.word.shape[0]:
+            raise ValueError("tuple_of_position must hold one id per position")
+        with nogil:
+            for r in prange(self.n_active, num_threads=n_threads, schedule='static'):
+                self._joint_features(self.active[r], &tuple_of_position[0], null_tuple,
+                                     &out[r, 0])
+        return self.n_active
 
     @cython.boundscheck(False)
     @cython.wraparound(False)

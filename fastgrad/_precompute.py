@@ -78,13 +78,31 @@ class Precomputed:
             base += len(r)
         self._per_slot = per_slot
         self.n_cached = n_cached
-        # scratch of predict_proba's misses, grown on demand and reused
+        self._scratch(m, d, hidden, shape.dtype)
+        self.refresh()
+
+    def _scratch(self, m: int, d: int, hidden: int, dtype) -> None:
+        """predict_proba's scratch for the misses, grown on demand and reused."""
         self._lock = threading.Lock()
         self._miss_row = np.empty(0, np.int64)
         self._miss_offsets = np.empty(m + 1, np.int64)
-        self._miss_x = np.empty((0, d), shape.dtype)
-        self._missed = np.empty((0, hidden), shape.dtype)
-        self.refresh()
+        self._miss_x = np.empty((0, d), dtype)
+        self._missed = np.empty((0, hidden), dtype)
+
+    @classmethod
+    def _from_table(cls, p, cache_pos: np.ndarray, table: np.ndarray) -> "Precomputed":
+        """A cache whose rows the caller made, not L[v] W_j products
+        (fastgrad/parser/joint_tags.py: one row per tag tuple). cache_pos (m x |V|,
+        int32): the table row of each cached (slot, id), -1 elsewhere; uncached pairs
+        are multiplied from p as usual. refresh() is refused (nothing to multiply)."""
+        shape = check_params(p, writeable=False)
+        self = cls.__new__(cls)
+        self.p = Params(*p)
+        self.cache_pos, self.table = cache_pos, table
+        self._per_slot = None
+        self.n_cached = table.shape[0]
+        self._scratch(shape.n_features, shape.embed_dim, shape.hidden, shape.dtype)
+        return self
 
     def refresh(self) -> None:
         """Multiply the cached products again from p's current values, in place (after
@@ -95,6 +113,9 @@ class Precomputed:
         parse's perf samples; bench/results/parser-memory-2core.md)."""
         from threadpoolctl import threadpool_limits
 
+        if self._per_slot is None:
+            raise ValueError("this cache was made from rows given to it: make it again "
+                             "instead of refreshing it")
         d, base = self.p.L.shape[1], 0
         with self._lock, threadpool_limits(1, user_api="blas"):
             for j, r in enumerate(self._per_slot):
@@ -114,13 +135,14 @@ class Precomputed:
         Pairs the cache lacks are multiplied together, one product per slot over
         its distinct missing rows. From PLAIN_MIN_ROWS rows on, the rows are
         predict_proba's own (the plain path is then as fast or faster: never slower
-        by construction). Calls on one Precomputed from several Python threads take
+        by construction), except for a cache made by _from_table, whose rows are not
+        products of p. Calls on one Precomputed from several Python threads take
         turns (the misses are numbered in its table)."""
         try:
             rows = len(idx)
         except TypeError:
             rows = 0          # (refused by the checks below)
-        if rows >= PLAIN_MIN_ROWS:
+        if rows >= PLAIN_MIN_ROWS and self._per_slot is not None:   # (not _from_table's)
             return _api.predict_proba(self.p, idx)
         _, ws, n = prepare_batch(self.p, idx, None, writeable=False)
         p = self.p

@@ -460,20 +460,25 @@ def root_label(vocab: Vocabulary) -> int:
 
 
 def parse_encoded(predictor, vocab: Vocabulary, word, tag, lengths,
-                  n_threads: int | None = None):
+                  n_threads: int | None = None, joint=None):
     """Greedy parses of encoded sentences (vocab.encode_all's or encode_chunk's
     arrays): the C batch after every sentence is done. predictor(idx) → scores
     (N, n_transitions); every unfinished sentence contributes one state to each
     call, except where its one legal move is forced (skip_forced). The states
-    live in C (fastgrad._arc_standard), stepped all at once."""
+    live in C (fastgrad._arc_standard), stepped all at once. joint: (tag tuple of
+    every position, the tuple of no token) for a predictor of 48-id rows, each
+    token's tag columns as one id (fastgrad/parser/joint_tags.py)."""
     from fastgrad._threads import threads_for_step
 
     batch = _batch(vocab, word, tag, lengths)
     threads = threads_for_step() if n_threads is None else n_threads
-    rows = np.zeros((len(lengths), vocab.n_features), np.int64)
+    rows = np.zeros((len(lengths), vocab.n_features if joint is None else 48), np.int64)
     n = batch.skip_forced(threads)
     while n:
-        batch.features(rows, threads)
+        if joint is None:
+            batch.features(rows, threads)
+        else:
+            batch.joint_features(rows, joint[0], joint[1], threads)
         batch.advance(np.ascontiguousarray(predictor(rows[:n])), threads)
         n = batch.skip_forced(threads)
     return batch
