@@ -33,7 +33,7 @@ class JointTags:
     rows added to them by for_chunk. Needs two or more tag columns."""
 
     def __init__(self, p: Params, vocab, null_tag: int):
-        from threadpoolctl import ThreadpoolController, threadpool_limits
+        from threadpoolctl import ThreadpoolController
 
         n_columns = len(vocab.tag_columns)
         if n_columns < 2:
@@ -46,8 +46,7 @@ class JointTags:
         self.source, self.n_columns, self.null_tag = p, n_columns, null_tag
         self.p = Params(p.L, W, p.b1, p.U, p.b2)
         rows = vocab.rows_to_cache()
-        with threadpool_limits(1, user_api="blas"):   # (see Precomputed.refresh)
-            base = precompute(self.p, rows[:N_TOKENS] + [[]] * N_TOKENS + rows[label_slot:])
+        base = precompute(self.p, rows[:N_TOKENS] + [[]] * N_TOKENS + rows[label_slot:])
         self._base_rows = base.n_cached
         self._cache_pos = base.cache_pos
         self._table = base.table
