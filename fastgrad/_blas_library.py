@@ -52,17 +52,17 @@ def _address(function) -> int:
 
 
 def _scipy_openblas32() -> BlasLibrary:
+    # the package loads its library on import (else CDLL below is the first load)
     with _no_openblas_workers():
         import scipy_openblas32
 
-    folder = scipy_openblas32.get_lib_dir()
-    stem = scipy_openblas32.get_library()
-    names = [f for f in os.listdir(folder)
-             if f.startswith(("lib" + stem, stem)) and f.endswith((".so", ".dylib", ".dll"))]
-    if not names:
-        raise ImportError(f"scipy-openblas32 has no {stem} library in {folder}")
-    path = os.path.join(folder, sorted(names)[0])
-    with _no_openblas_workers():
+        folder = scipy_openblas32.get_lib_dir()
+        stem = scipy_openblas32.get_library()
+        names = [f for f in os.listdir(folder)
+                 if f.startswith(("lib" + stem, stem)) and f.endswith((".so", ".dylib", ".dll"))]
+        if not names:
+            raise ImportError(f"scipy-openblas32 has no {stem} library in {folder}")
+        path = os.path.join(folder, sorted(names)[0])
         lib = ctypes.CDLL(path)
     prefix = scipy_openblas32.get_symbol_prefix() if hasattr(
         scipy_openblas32, "get_symbol_prefix") else "scipy_"

@@ -7,7 +7,7 @@ import numpy as np
 from fastgrad import _kernels
 from fastgrad._step import prepare, run_kernel
 from fastgrad._threads import threads_for_step
-from fastgrad._validate import as_index_array, check_range
+from fastgrad._validate import as_index_array, check_columns, check_range
 
 __all__ = ["evaluate"]
 
@@ -35,9 +35,7 @@ def _check_dataset(shape, idx, y, names=("idx", "y")) -> None:
     """A whole data set checked against the model's shape before any step uses it:
     fit must refuse bad rows before its first update, not at the batch that holds
     them. names: what the errors call idx and y."""
-    if idx.shape[1] != shape.n_features:
-        raise ValueError(f"{names[0]} must have {shape.n_features} columns (p.W has "
-                         f"{shape.n_features}*{shape.embed_dim} rows), got shape {idx.shape}")
+    check_columns(idx, shape, names[0])
     n_threads = threads_for_step()
     check_range(idx, shape.n_vocab, names[0], "the vocabulary", n_threads)
     check_range(y, shape.n_classes, names[1], "the classes", n_threads)

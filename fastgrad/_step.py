@@ -13,7 +13,8 @@ from fastgrad import _grouping, _kernels
 from fastgrad._threads import _single_threaded_blas, threads_for_step
 from fastgrad._types import Params, Shape
 from fastgrad._validate import (
-    as_generator, as_index_array, check_params, check_path, check_sizes, copy_checked,
+    as_generator, as_index_array, check_columns, check_params, check_path, check_sizes,
+    copy_checked,
 )
 from fastgrad._workspace import Workspace, workspace_for
 
@@ -67,9 +68,7 @@ def prepare_batch(p, idx, y, *, writeable: bool, n_threads: int = 1,
     n = idx.shape[0]
     if n == 0:
         raise ValueError("idx is an empty batch (0 rows)")
-    if idx.shape[1] != shape.n_features:
-        raise ValueError(f"idx must have {shape.n_features} columns (p.W has "
-                         f"{shape.n_features}*{shape.embed_dim} rows), got shape {idx.shape}")
+    check_columns(idx, shape)
     if y is not None:
         y = as_index_array(y, "y", 1)
         if y.shape[0] != n:

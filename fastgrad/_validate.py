@@ -85,6 +85,13 @@ def check_sizes(shape: Shape, n: int) -> None:
                              "shrink the model")
 
 
+def check_columns(idx: np.ndarray, shape: Shape, name: str = "idx") -> None:
+    """idx must have one column per feature slot of the model."""
+    if idx.shape[1] != shape.n_features:
+        raise ValueError(f"{name} must have {shape.n_features} columns (p.W has "
+                         f"{shape.n_features}*{shape.embed_dim} rows), got shape {idx.shape}")
+
+
 def as_index_array(arr, name: str, ndim: int) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.dtype.kind not in "iu":
