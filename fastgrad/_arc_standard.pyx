@@ -271,14 +271,13 @@ cdef class ArcStandardBatch:
 
     cdef inline int _forced(self, int32_t i) noexcept nogil:
         """The one legal transition of sentence i's state, or -1 when it has a
-        choice or is done (see _legal and _best): SHIFT while the buffer holds a
-        word and at most one word is above ROOT; with a root label, the final
-        RIGHT-ARC to ROOT."""
-        cdef int d = self.depth[i]
-        cdef bint buffer = self.next_word[i] <= self.length[i]
-        if buffer:
-            return 0 if d <= 2 else -1
-        if d == 2 and self.root_label >= 0:
+        choice or is done: SHIFT when no arc is legal; with a root label, the final
+        RIGHT-ARC to ROOT when it is the only legal kind (_best's rule)."""
+        cdef bint shift_ok, left_ok, right_ok
+        self._legal(i, &shift_ok, &left_ok, &right_ok)
+        if shift_ok and not left_ok and not right_ok:
+            return 0
+        if right_ok and not shift_ok and not left_ok and self.root_label >= 0:
             return 1 + self.n_labels + self.root_label
         return -1
 
