@@ -60,10 +60,19 @@ def test_python_heap_is_flat_after_warm_up():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_resident_memory_is_flat():
+    # A leak grows the resident set in every window of steps. A one-time growth (the
+    # C allocator raising its mmap threshold and keeping a freed block, a page of a
+    # thread's stack touched first) lands in one window only: it once took a CI run
+    # (Python 3.13) to 1,060 KiB in a single window, a count not seen in reruns. So
+    # two windows are measured and the smaller growth must stay under the bound,
+    # which still catches any leak of more than ~350 bytes a step.
     p, idx, y, opt, gen = problem()
     steps(p, idx, y, opt, gen, 100)
-    gc.collect()
-    before = rss_kib()
-    steps(p, idx, y, opt, gen, 3000)
-    gc.collect()
-    assert rss_kib() - before < 1024, "resident memory grew by more than 1 MiB"
+    growth = []
+    for _ in range(2):
+        gc.collect()
+        before = rss_kib()
+        steps(p, idx, y, opt, gen, 3000)
+        gc.collect()
+        growth.append(rss_kib() - before)
+    assert min(growth) < 1024, f"resident memory grew by {growth} KiB in two windows"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fastgrad._skipgram import train
+from fastgrad._skipgram import noise_words, train
 from fastgrad.parser.word_vectors import (SkipGramOptions, raw_text_sentences,
                                           train_word_vectors)
 
@@ -65,6 +65,24 @@ def noise_table(counts):
     cumulative = np.round(noise / noise[-1] * (2**31 - 1)).astype(np.uint32)
     cumulative[-1] = 2**31 - 1
     return cumulative
+
+
+@pytest.mark.parametrize("counts", [
+    [5],                                                  # one word
+    [3, 3, 1, 1, 1],                                      # a few words
+    1e6 / np.arange(1, 100_001),                          # Zipf: buckets of many rare words
+    [1e12] + [1] * 5000,                                  # equal entries in a row
+], ids=["one", "few", "zipf", "flat-tail"])
+def test_bucketed_noise_search_equals_a_whole_table_bisection(counts):
+    cumulative = noise_table(counts)
+    rng = np.random.default_rng(3)
+    edges = np.arange(1 << 16, dtype=np.int64) << 15
+    draws = np.concatenate([rng.integers(0, 2**31, 200_000), edges, edges - 1, edges + 1,
+                            cumulative.astype(np.int64), cumulative.astype(np.int64) - 1,
+                            [0, 2**31 - 1]]).clip(0, 2**31 - 1).astype(np.uint32)
+    expected = np.minimum(np.searchsorted(cumulative, draws, side="right"),
+                          len(cumulative) - 1)
+    np.testing.assert_array_equal(noise_words(cumulative, draws), expected)
 
 
 @pytest.mark.parametrize("window,negative", [(1, 0), (3, 2), (5, 5)])
