@@ -11,7 +11,8 @@ import pytest
 import fastgrad
 from fastgrad.testing import mpiexec
 from fastgrad.parser import cli, conllu
-from fastgrad.parser.model import ParserModel, ParserModelError, read_embeddings
+from fastgrad.parser.model import ParserModel, ParserModelError
+from fastgrad.parser.training import read_embeddings
 from fastgrad.parser.scoring import attachment_scores, universal
 from fastgrad.parser.vocab import Vocabulary
 
@@ -555,8 +556,8 @@ def test_exploration_epochs_follow_the_model_and_are_recorded(tmp_path, capsys):
 
 
 def test_word_dropout_replaces_rare_words_more_often(monkeypatch):
-    from fastgrad.parser import model as parser_model
-    from fastgrad.parser.model import _word_counts, word_dropout_rows
+    from fastgrad.parser import training as parser_training
+    from fastgrad.parser.training import _word_counts, word_dropout_rows
     from fastgrad.parser.transitions import Tree
     trees = [Tree(["a"] * 50 + ["b"], ["X"] * 51, [0] + [1] * 50, ["root"] + ["d"] * 50)]
     vocab = Vocabulary(trees, min_count=1)
@@ -575,5 +576,5 @@ def test_word_dropout_replaces_rare_words_more_often(monkeypatch):
     again = word_dropout_rows(idx, counts, 0.25, unk, seed=1, out=np.empty_like(idx))
     assert np.array_equal(out, again)
     # drawn block by block (bounded memory): the same draws whatever the block size
-    monkeypatch.setattr(parser_model, "_DROPOUT_BLOCK_ROWS", 777)
+    monkeypatch.setattr(parser_training, "_DROPOUT_BLOCK_ROWS", 777)
     assert np.array_equal(word_dropout_rows(idx, counts, 0.25, unk, seed=1), out)

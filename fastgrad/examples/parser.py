@@ -32,8 +32,9 @@ import fastgrad
 from fastgrad._cli_types import positive_int
 from fastgrad._timing import time_round
 from fastgrad.parser import conllu
-from fastgrad.parser.model import init_like_paper, make_optimizer, to_tree
+from fastgrad.parser.model import to_tree
 from fastgrad.parser.scoring import score_words
+from fastgrad.parser.training import init_like_paper, make_optimizer
 from fastgrad.parser.transitions import (  # noqa: F401  (the parser's pieces, for tests)
     N_FEATURES, Instances, State, Tree, features, gold_sequence, is_projective,
     make_instances, parse,

@@ -132,8 +132,9 @@ def launcher_comm():
 def run(args, log, comm=None) -> int:
     from fastgrad._files import output_file, same_file
     from fastgrad.parser import conllu
-    from fastgrad.parser.model import ParserModel, ParserModelError, train
+    from fastgrad.parser.model import ParserModel, ParserModelError
     from fastgrad.parser.scoring import attachment_scores
+    from fastgrad.parser.training import train
     from fastgrad.parser.word_vectors import SkipGramOptions
 
     if args.command == "train":
