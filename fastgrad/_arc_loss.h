@@ -20,13 +20,15 @@
 
 #include <stdint.h>
 
-/* Span src (one cost per node: nodes[k] its head; inf = not in the span) grown by
-   node w into cell, keeping each head's least cost. */
-static inline void arc_loss_join(int32_t *cell, const int32_t *src, int32_t width, int32_t w,
-                                 const int32_t *nodes, const int32_t *gold_head, int32_t base,
-                                 int32_t inf) {
+/* Span src grown by node w into cell, keeping each head's least cost. A span of i
+   stack nodes and j right-stack nodes has its costs at nodes[0 .. i-1] and
+   nodes[P .. P+j-1] (every other entry is inf and never read): src's are the
+   ranges [0, src_i) and [P, P + src_j). */
+static inline void arc_loss_join_range(int32_t *cell, const int32_t *src, int32_t lo,
+                                       int32_t hi, int32_t w, const int32_t *nodes,
+                                       const int32_t *gold_head, int32_t base, int32_t inf) {
     int32_t u = nodes[w];
-    for (int32_t k = 0; k < width; ++k) {
+    for (int32_t k = lo; k < hi; ++k) {
         if (src[k] >= inf)
             continue;
         int32_t cost = src[k] + (gold_head[base + u] != nodes[k]);   /* w under the head */
@@ -36,6 +38,13 @@ static inline void arc_loss_join(int32_t *cell, const int32_t *src, int32_t widt
         if (cost < cell[w])
             cell[w] = cost;
     }
+}
+
+static inline void arc_loss_join(int32_t *cell, const int32_t *src, int32_t src_i,
+                                 int32_t src_j, int32_t P, int32_t w, const int32_t *nodes,
+                                 const int32_t *gold_head, int32_t base, int32_t inf) {
+    arc_loss_join_range(cell, src, 0, src_i, w, nodes, gold_head, base, inf);
+    arc_loss_join_range(cell, src, P, P + src_j, w, nodes, gold_head, base, inf);
 }
 
 /* The arc loss of a configuration of a sentence of n words: above, the stack's words
@@ -74,18 +83,20 @@ static int32_t arc_loss(int32_t base, int32_t n, const int32_t *above, int32_t P
         int32_t lo = total - Q > 0 ? total - Q : 0, hi = P < total ? P : total;
         for (int32_t i = lo; i <= hi; ++i) {
             int32_t j = total - i, *cell = cur + i * width;
-            for (int32_t k = 0; k < width; ++k)
+            for (int32_t k = 0; k < i; ++k)      /* only the span's own nodes */
+                cell[k] = inf;
+            for (int32_t k = P; k < P + j; ++k)
                 cell[k] = inf;
             if (total == 1) {
                 cell[i == 1 ? 0 : P] = 0;
                 continue;
             }
             if (i > 0)          /* the stack word below joins on the left */
-                arc_loss_join(cell, prev + (i - 1) * width, width, i - 1, nodes, gold_head,
-                              base, inf);
+                arc_loss_join(cell, prev + (i - 1) * width, i - 1, j, P, i - 1, nodes,
+                              gold_head, base, inf);
             if (j > 0)          /* the next right-stack word joins on the right */
-                arc_loss_join(cell, prev + i * width, width, P + j - 1, nodes, gold_head,
-                              base, inf);
+                arc_loss_join(cell, prev + i * width, i, j - 1, P, P + j - 1, nodes,
+                              gold_head, base, inf);
         }
         int32_t *swap = prev;
         prev = cur;
