@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fastgrad._skipgram import noise_words, train
-from fastgrad.parser.word_vectors import (SkipGramOptions, raw_text_sentences,
+from fastgrad.parser.word_vectors import (SkipGramJob, SkipGramOptions, raw_text_sentences,
                                           train_word_vectors)
 
 MASK = 2**64 - 1
@@ -124,6 +124,22 @@ def test_same_seed_same_vectors_and_the_loss_falls():
     within = same[cls[:, None] == cls[None, :]].mean()
     across = same[cls[:, None] != cls[None, :]].mean()
     assert within > across + 0.2
+
+
+def test_a_job_in_its_own_thread_gives_the_same_vectors_and_hands_over_errors():
+    rng = np.random.default_rng(5)
+    lengths = rng.integers(2, 9, 200).tolist()
+    forms = [f"w{k}" for k in rng.zipf(1.5, sum(lengths)) % 40]
+    opts = SkipGramOptions(epochs=3, min_count=1)
+    alone = train_word_vectors(forms, lengths, 12, seed=2, options=opts)
+    job = SkipGramJob(forms, lengths, 12, seed=2, options=opts)
+    assert job.words == alone.words                 # known before the loop runs
+    threaded = job.start().result()
+    assert np.array_equal(threaded.vectors, alone.vectors)
+    assert np.array_equal(threaded.losses, alone.losses)
+    failing = SkipGramJob(forms, lengths, 12, options=opts._replace(window=0)).start()
+    with pytest.raises(ValueError, match="window >= 1"):   # raised in the caller's thread
+        failing.result()
 
 
 def test_raw_text_adds_words_and_counts(tmp_path):

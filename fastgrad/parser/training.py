@@ -23,7 +23,7 @@ from fastgrad.parser.projectivize import SEPARATOR, Lowering, projectivize_trees
 from fastgrad.parser.scoring import score_arrays
 from fastgrad.parser.transitions import Exploration, make_instances, parse_encoded
 from fastgrad.parser.vocab import UNK, Vocabulary
-from fastgrad.parser.word_vectors import SkipGramOptions, train_word_vectors
+from fastgrad.parser.word_vectors import SkipGramJob, SkipGramOptions
 
 __all__ = ["train", "read_embeddings", "init_like_paper", "make_optimizer",
            "word_dropout_rows"]
@@ -89,17 +89,27 @@ def _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim, 
                              "non-projective trees writes into labels: skip them instead")
         trees, lifted = projectivize_trees(
             trees, projective_trees(train_bank.heads, train_bank.lengths))
-    vectors = None
+    job, set_up_threads = None, threads
     if embeddings is None and word_vectors == "skipgram":
-        vectors = train_word_vectors(train_bank.columns[conllu.FORM],
-                                     train_bank.lengths.tolist(), embed_dim,
-                                     raw_text=raw_text, seed=seed, options=skipgram)
-    vocab = Vocabulary(trees, min_count=min_count, tag_columns=tag_columns,
-                       extra_words=() if vectors is None else vectors.words)
-    data = make_instances(trees, vocab, n_threads=threads)
-    if len(data.y) == 0:
-        raise ValueError("no training sentence is projective: the arc-standard oracle has "
-                         "nothing to learn from")
+        job = SkipGramJob(train_bank.columns[conllu.FORM], train_bank.lengths.tolist(),
+                          embed_dim, raw_text=raw_text, seed=seed, options=skipgram)
+        if threads >= 2:   # its C loop takes one of the threads, beside the set-up below
+            job.start()
+            set_up_threads = threads - 1
+    try:
+        vocab = Vocabulary(trees, min_count=min_count, tag_columns=tag_columns,
+                           extra_words=() if job is None else job.words)
+        # (the instances do not depend on the thread count)
+        data = make_instances(trees, vocab, n_threads=set_up_threads)
+        if len(data.y) == 0:
+            raise ValueError("no training sentence is projective: the arc-standard oracle "
+                             "has nothing to learn from")
+        dev_score = _DevScorer(dev_bank, vocab, Lowering(vocab.labels, nonprojective == "lift"))
+    except BaseException:
+        if job is not None:
+            job.wait()   # no loop left running behind the error
+        raise
+    vectors = None if job is None else job.result()
     p = init_like_paper(vocab, embed_dim, hidden, seed)
     if embeddings is not None:
         found = read_embeddings(embeddings, vocab, p.L)
@@ -118,7 +128,6 @@ def _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim, 
     else:
         note, meta = "random word vectors", {"source": "none"}
     opt = make_optimizer(optimizer, p, lr)
-    dev_score = _DevScorer(dev_bank, vocab, Lowering(vocab.labels, nonprojective == "lift"))
     return _Setup(vocab, data, p, opt, dev_score, threads, tag_columns,
                   len(lifted), note, meta, trees)
 

@@ -18,13 +18,15 @@ twice (counting, then encoding to int32 ids), never held as Python strings.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import Counter
 from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["SkipGramOptions", "WordVectors", "train_word_vectors", "raw_text_sentences"]
+__all__ = ["SkipGramOptions", "WordVectors", "SkipGramJob", "train_word_vectors",
+           "raw_text_sentences"]
 
 
 class SkipGramOptions(NamedTuple):
@@ -98,31 +100,81 @@ def train_word_vectors(forms, lengths, dim: int, *, raw_text=None, seed: int = 0
     """Skip-gram vectors of dimension dim for the words seen at least
     options.min_count times in the training forms (a list of str, sentence after
     sentence, lengths words each) and the raw text file, if any."""
-    started = time.perf_counter()
-    counts: Counter = Counter()
-    for words in _sentences(forms, lengths, raw_text):
-        counts.update(words)
-    words = sorted((w for w, c in counts.items() if c >= options.min_count),
-                   key=lambda w: (-counts[w], w))
-    if not words:
-        raise ValueError(f"no word occurs {options.min_count} times: nothing to learn "
-                         "word vectors from")
-    index = {w: i for i, w in enumerate(words)}
-    tokens, ends = _encode(_sentences(forms, lengths, raw_text), index)
-    freq = np.array([counts[w] for w in words], np.float64)
-    # word2vec's subsampling: keep a word of frequency f with (sqrt(f/t) + 1) t/f, t = sample·total
-    threshold = options.sample * len(tokens)
-    keep = np.minimum(1.0, (np.sqrt(freq / threshold) + 1) * threshold / freq) \
-        if options.sample > 0 else np.ones(len(words))
-    noise = np.cumsum(freq ** 0.75)
-    cumulative = np.minimum(np.round(noise / noise[-1] * (2**31 - 1)), 2**31 - 1)
-    cumulative[-1] = 2**31 - 1
-    rng = np.random.default_rng(seed)   # word2vec's start: uniform in ±0.5/dim
-    vectors = ((rng.random((len(words), dim)) - 0.5) / dim).astype(np.float32)
-    output = np.zeros((len(words), dim), np.float32)
-    from fastgrad._skipgram import train
+    return SkipGramJob(forms, lengths, dim, raw_text=raw_text, seed=seed,
+                       options=options).result()
 
-    losses = train(tokens, ends, vectors, output, cumulative.astype(np.uint32),
-                   keep.astype(np.float32), options.window, options.negative, options.epochs,
-                   options.alpha, (seed * 1_000_003 + 7) % 2**64)
-    return WordVectors(words, vectors, len(tokens), time.perf_counter() - started, losses)
+
+class SkipGramJob:
+    """train_word_vectors in two halves. The constructor reads, counts and encodes
+    the corpus, so the words (most frequent first, the rows to come) are known at
+    once; the C loop then runs, holding no GIL, in a thread of its own (start()),
+    so that the caller's other set-up (the parser's vocabulary and instances) runs
+    beside it. result() waits for it: the same vectors as train_word_vectors."""
+
+    def __init__(self, forms, lengths, dim: int, *, raw_text=None, seed: int = 0,
+                 options: SkipGramOptions = SkipGramOptions()):
+        self._started = time.perf_counter()
+        counts: Counter = Counter()
+        for words in _sentences(forms, lengths, raw_text):
+            counts.update(words)
+        words = sorted((w for w, c in counts.items() if c >= options.min_count),
+                       key=lambda w: (-counts[w], w))
+        if not words:
+            raise ValueError(f"no word occurs {options.min_count} times: nothing to learn "
+                             "word vectors from")
+        index = {w: i for i, w in enumerate(words)}
+        self._tokens, self._ends = _encode(_sentences(forms, lengths, raw_text), index)
+        freq = np.array([counts[w] for w in words], np.float64)
+        # word2vec's subsampling: keep a word of frequency f with (sqrt(f/t) + 1) t/f,
+        # t = sample·total
+        threshold = options.sample * len(self._tokens)
+        keep = np.minimum(1.0, (np.sqrt(freq / threshold) + 1) * threshold / freq) \
+            if options.sample > 0 else np.ones(len(words))
+        noise = np.cumsum(freq ** 0.75)
+        cumulative = np.minimum(np.round(noise / noise[-1] * (2**31 - 1)), 2**31 - 1)
+        cumulative[-1] = 2**31 - 1
+        rng = np.random.default_rng(seed)   # word2vec's start: uniform in ±0.5/dim
+        self.words = words
+        self._vectors = ((rng.random((len(words), dim)) - 0.5) / dim).astype(np.float32)
+        self._output = np.zeros((len(words), dim), np.float32)
+        self._cumulative = cumulative.astype(np.uint32)
+        self._keep = keep.astype(np.float32)
+        self._options, self._seed = options, seed
+        self._thread: threading.Thread | None = None
+        self._outcome: tuple | None = None   # (losses, error, seconds) once run
+
+    def _run(self) -> None:
+        from fastgrad._skipgram import train
+
+        o = self._options
+        try:
+            losses = train(self._tokens, self._ends, self._vectors, self._output,
+                           self._cumulative, self._keep, o.window, o.negative, o.epochs,
+                           o.alpha, (self._seed * 1_000_003 + 7) % 2**64)
+            self._outcome = (losses, None, time.perf_counter() - self._started)
+        except BaseException as err:   # handed to result(), in the caller's thread
+            self._outcome = (None, err, 0.0)
+
+    def start(self) -> "SkipGramJob":
+        """Run the C loop in a thread of its own; returns self."""
+        self._thread = threading.Thread(target=self._run, name="fastgrad-skipgram",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def wait(self) -> None:
+        """Until the C loop has finished (run here when start() was not called)."""
+        if self._thread is None:
+            if self._outcome is None:
+                self._run()
+        else:
+            self._thread.join()
+
+    def result(self) -> WordVectors:
+        """The vectors (waiting for the loop); its error, if it failed."""
+        self.wait()
+        assert self._outcome is not None
+        losses, error, seconds = self._outcome
+        if error is not None:
+            raise error
+        return WordVectors(self.words, self._vectors, len(self._tokens), seconds, losses)
