@@ -21,6 +21,8 @@ from cython.parallel cimport prange, threadid
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memcpy, memset
 
+from fastgrad._row_loops cimport fastgrad_prefetch
+
 import numpy as np
 
 # Both groupings run on every step before (or between) the parallel loops, so a
@@ -45,6 +47,8 @@ cdef enum:
     # group_rows sorts by counts while the row range is at most this many times the
     # items, by radix beyond.
     COUNTING_RANGE_PER_ITEM = 2
+    # gather_indices asks for the data set's row this many rows ahead
+    GATHER_AHEAD = 8
 
 
 cdef Py_ssize_t number_slot_keys(Py_ssize_t n, int32_t* table, int64_t* key_row,
@@ -350,10 +354,17 @@ def gather_indices(const index_t[:, :] src, const int64_t[::1] rows, int64_t[::1
     (count_outside), gathered straight into a workspace buffer (fit's steps).
     IN rows: each in [0, src.shape[0]) (not checked: the caller's permutation)."""
     cdef Py_ssize_t i, j, n = rows.shape[0], m = src.shape[1]
+    cdef Py_ssize_t row_bytes = m * src.strides[1]
     if dst.shape[0] < n * m:
         raise ValueError("dst is too small for the gathered rows")
+    if n == 0 or m == 0:
+        return
     with nogil:
         for i in prange(n, num_threads=n_threads, schedule='static'):
+            # the rows lie anywhere in a data set of any size: each one a DRAM
+            # latency (and a page walk) unless asked for ahead
+            if i + GATHER_AHEAD < n:
+                fastgrad_prefetch(&src[rows[i + GATHER_AHEAD], 0], row_bytes, 0)
             for j in range(m):
                 dst[i * m + j] = <int64_t> src[rows[i], j]
 
