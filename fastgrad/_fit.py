@@ -96,6 +96,8 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
         shape = check_params(p, writeable=True)
         path = check_path(path)
         _check_dataset(shape, idx, y)
+        check_sizes(shape, min(batch_size, idx.shape[0]))
+        opt._check_for(shape)
         if validation is not None:
             try:
                 idx_v, y_v = validation
@@ -115,18 +117,17 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
             raise
         error = err
     if comm is not None:   # every rank's verdict and arguments, before any other collective
-        _agree_on_arguments(comm, error, epochs, batch_size, dropout, l2, shuffle_seed,
-                            checkpoint_every, checkpoint, resume, path, validation)
+        _agree_on_arguments(comm, error, shape, opt, epochs, batch_size, dropout, l2,
+                            shuffle_seed, checkpoint_every, checkpoint, resume, path,
+                            validation)
     n = idx.shape[0]
     shuffle_rng, dropout_rng = (np.random.default_rng(s)
                                 for s in np.random.SeedSequence(shuffle_seed).spawn(2))
     if comm is None:
-        take_step = _local_steps(p, shape, idx, y, opt, dropout, l2, dropout_rng, path,
-                                 min(batch_size, n))
+        take_step = _local_steps(p, shape, idx, y, opt, dropout, l2, dropout_rng, path)
     else:
-        take_step, evaluate_on = _distributed_steps(comm, p, idx, y, opt, dropout, l2,
-                                                    dropout_rng, path, min(batch_size, n),
-                                                    validation)
+        take_step, evaluate_on = _distributed_steps(comm, p, shape, idx, y, opt, dropout, l2,
+                                                    dropout_rng, path, validation)
         if comm.Get_rank() != 0:
             progress = False
     n_batches = -(-n // batch_size)
@@ -189,29 +190,34 @@ def fit(p, idx, y, opt: Optimizer, *, epochs: int = 1, batch_size: int = 1024,
     return history
 
 
-def _agree_on_arguments(comm, error, epochs, batch_size, dropout, l2, shuffle_seed,
-                        checkpoint_every, checkpoint, resume, path, validation):
+def _agree_on_arguments(comm, error, shape, opt, epochs, batch_size, dropout, l2,
+                        shuffle_seed, checkpoint_every, checkpoint, resume, path, validation):
     """Under MPI: a rank whose arguments failed its checks fails every rank, and the
     arguments that must match (all but progress and the file names) must match,
-    before fit enters any collective that could wait forever."""
+    before fit enters any collective that could wait forever. The model's shape and
+    the optimizer (kind, hyperparameters and, unless a checkpoint will set it, its
+    step count) are among them: fit's steps agree on nothing more."""
     from fastgrad import distributed as fd
 
     fd._check_comm(comm)
-    signature = None if error is not None else (
-        epochs, batch_size, float(dropout), float(l2), repr(shuffle_seed), checkpoint_every,
-        checkpoint is not None, resume is not None, path, validation is not None)
+    signature = None
+    if error is None:
+        kind, steps, hyper = fd._opt_signature(opt)
+        optimizer = (kind, hyper) if resume is not None else (kind, steps, hyper)
+        signature = (repr(shape), optimizer, epochs, batch_size, float(dropout), float(l2),
+                     repr(shuffle_seed), checkpoint_every, checkpoint is not None,
+                     resume is not None, path, validation is not None)
     signatures = fd._agree(comm, error, signature)
-    fd._same_everywhere(signatures, "fit's arguments (epochs, batch_size, dropout, l2, "
-                                    "shuffle_seed, checkpoint_every, checkpoint and resume "
-                                    "given or not, path, validation given or not)")
+    fd._same_everywhere(signatures, "fit's arguments (the model's shape, the optimizer, "
+                                    "epochs, batch_size, dropout, l2, shuffle_seed, "
+                                    "checkpoint_every, checkpoint and resume given or not, "
+                                    "path, validation given or not)")
 
 
-def _local_steps(p, shape, idx, y, opt, dropout, l2, rng, path, batch_rows):
+def _local_steps(p, shape, idx, y, opt, dropout, l2, rng, path):
     """fit's step in one process: rows of (idx, y) → (loss, rows right). Everything
-    was checked once (_check_dataset, the optimizer against p), so a step gathers its
+    was checked once (the data set, sizes, the optimizer against p), so a step gathers its
     rows straight into the workspace, unchecked, under p's write lock built here."""
-    check_sizes(shape, batch_rows)
-    opt._check_for(shape)
     p = Params(*p)
     lock, y_column = _ParamsWriteLock(p), y.reshape(-1, 1)
 
@@ -221,26 +227,30 @@ def _local_steps(p, shape, idx, y, opt, dropout, l2, rng, path, batch_rows):
     return step
 
 
-def _distributed_steps(comm, p, idx, y, opt, dropout, l2, rng, path, batch_rows,
-                       validation):
-    """fit's step and evaluation over MPI: each rank takes its shard of every batch."""
+def _distributed_steps(comm, p, shape, idx, y, opt, dropout, l2, rng, path, validation):
+    """fit's step and evaluation over MPI: each rank takes its shard of every batch.
+
+    The data set was checked whole and fit's arguments agreed on before the first
+    step, and every rank holds the same data (checked here by checksum), so a step
+    needs no agreement of its own (train_step's first collective): each rank's
+    shard and every shard's size follow from the batch, and the rank gathers its
+    rows straight into the workspace, as one process does."""
     from fastgrad import distributed as fd
 
     rank, size = fd._check_comm(comm)
     arrays = [idx, y] + ([] if validation is None else [np.asarray(a) for a in validation])
     signatures = fd._agree(comm, None, _checkpoint.data_checksum(*arrays))
     fd._same_everywhere(signatures, "the data set (idx, y, validation) given to fit")
-    # shard buffers reused across steps: a shard is gathered, never allocated
-    shard_idx = np.empty((batch_rows, idx.shape[1]), idx.dtype)
-    shard_y = np.empty(batch_rows, y.dtype)
+    p, y_column = Params(*p), y.reshape(-1, 1)
 
     def step(rows):
-        lo, hi = fd.shard_bounds(len(rows), rank, size)
-        bi, by = shard_idx[:hi - lo], shard_y[:hi - lo]
-        np.take(idx, rows[lo:hi], axis=0, out=bi)
-        np.take(y, rows[lo:hi], out=by)
-        J = fd.train_step(p, bi, by, opt, comm, dropout=dropout, l2=l2, rng=rng,
-                          path=path)
+        started = time.perf_counter()
+        bounds = [fd.shard_bounds(len(rows), r, size) for r in range(size)]
+        lo, hi = bounds[rank]
+        prepared = prepare_rows(p, shape, idx, y_column, rows[lo:hi], path) if hi > lo \
+            else None
+        J = fd._agreed_step(comm, p, shape, prepared, [b - a for a, b in bounds], opt,
+                            dropout, l2, rng if dropout > 0 else None, "auto", started)
         return J, fd.last_step().correct
 
     def evaluate_on(p, idx_v, y_v, *, batch_size, path):

@@ -340,8 +340,8 @@ def train_step(p, idx, y, opt: Optimizer, comm, *, dropout: float = 0.0, l2: flo
         loss raises FloatingPointError everywhere; then nothing is written anywhere.
     """
     started = time.perf_counter()
-    MPI = _mpi()
-    rank, size = _check_comm(comm)
+    _mpi()
+    _check_comm(comm)
     error, shape, prepared, generator = None, None, None, None
     n_rows = 0
     try:
@@ -355,11 +355,24 @@ def train_step(p, idx, y, opt: Optimizer, comm, *, dropout: float = 0.0, l2: flo
     common = (shape, _opt_signature(opt) if isinstance(opt, Optimizer) else None,
               dropout, l2, rng_state, exchange)
     counts = _agree_on_call(comm, error, n_rows, common)
-    global_rows = sum(counts)
-    if global_rows == 0:
+    if sum(counts) == 0:
         raise ValueError("the global batch is empty (every rank's shard has 0 rows)")
     assert shape is not None
-    p = Params(*p)
+    return _agreed_step(comm, Params(*p), shape, prepared, counts, opt, dropout, l2,
+                        generator, exchange, started)
+
+
+def _agreed_step(comm, p: Params, shape: Shape, prepared, counts: list, opt, dropout: float,
+                 l2: float, generator, exchange: str, started: float) -> float:
+    """train_step once every rank's call is known good and the same: the rank's
+    prepared shard (None when empty) and every rank's shard size (counts, rank
+    order, a non-empty global batch). fit calls it directly: it checked the data
+    set and agreed on its arguments once, before its first step, and its shards'
+    sizes follow from the batch's."""
+    MPI = _mpi()
+    rank, size = comm.Get_rank(), comm.Get_size()
+    n_rows = 0 if prepared is None else prepared.n
+    global_rows = sum(counts)
     buf = buffers_for(shape)
     lo = sum(counts[:rank])
     clock = _Clock(started)

@@ -221,7 +221,8 @@ def _fit_args(seed=11):
     return p, idx, y, fastgrad.SGD(p, lr=0.1)
 
 
-@pytest.mark.parametrize("case", ["epochs", "float_indices", "batch_size", "missing_resume"])
+@pytest.mark.parametrize("case", ["epochs", "float_indices", "batch_size", "missing_resume",
+                                  "optimizer", "optimizer_steps"])
 def test_fit_fails_every_rank_when_one_rank_is_wrong(case, tmp_path_factory):
     """Rank 0 alone passes a bad or different argument: every rank raises, none waits
     in a collective, nothing is written (the CI run holds this under a timeout)."""
@@ -237,7 +238,11 @@ def test_fit_fails_every_rank_when_one_rank_is_wrong(case, tmp_path_factory):
         kwargs["batch_size"] = 8
     if case == "missing_resume" and odd:
         kwargs["resume"] = str(tmp_path_factory.mktemp("r") / "nope.npz")
-    if SIZE == 1 and case == "batch_size":
+    if case == "optimizer" and odd:          # fit's steps agree on nothing: fit checks it
+        opt = fastgrad.AdaGrad(p, lr=0.1)
+    if case == "optimizer_steps" and odd:
+        opt.steps = 3
+    if SIZE == 1 and case in ("batch_size", "optimizer", "optimizer_steps"):
         pytest.skip("needs two ranks to disagree")
     if case == "missing_resume" and not odd:   # the others have a real checkpoint
         ck = str(tmp_path_factory.mktemp(f"c{RANK}") / "ck.npz")
