@@ -360,12 +360,13 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
             if word_dropout > 0:   # dropped in place where the rows are not used again
                 in_place = exploration is not None or (oracle == "dynamic"
                                                        and epoch == explore_after)
-                out = word_dropout_rows(epoch_data.idx, word_counts, word_dropout,
-                                        vocab.word_id[UNK], seed * 100_003 + epoch,
-                                        out=epoch_data.idx if in_place else dropped)
+                # (no other name may keep these rows: the static ones must be freed
+                # before exploration's arrays are made)
+                epoch_data = epoch_data._replace(idx=word_dropout_rows(
+                    epoch_data.idx, word_counts, word_dropout, vocab.word_id[UNK],
+                    seed * 100_003 + epoch, out=epoch_data.idx if in_place else dropped))
                 if not in_place:
-                    dropped = out
-                epoch_data = epoch_data._replace(idx=out)
+                    dropped = epoch_data.idx
             opt.lr = options["lr"] * lr_decay ** (epoch - 1)
             stats = fastgrad.fit(p, epoch_data.idx, epoch_data.y, opt, epochs=1,
                                  batch_size=batch_size, dropout=dropout, l2=l2,
