@@ -23,6 +23,8 @@ cdef enum:
     MIN_BLOCK_ROWS = 64
     MIN_BLOCK_COLS = 32
     SUM_BLOCK_ROWS = 32
+    FUSED_SUM_BYTES = 1 << 20
+    FUSED_TASKS_PER_THREAD = 4
 
 
 cdef inline void slot_rows_task(int stage, Py_ssize_t task, Py_ssize_t n_slots,
@@ -115,9 +117,13 @@ cdef void slot_backward(const int64_t* slot_offsets, Py_ssize_t n_slots, Py_ssiz
     rows S_j W_jᵀ (over xu, once dW_j no longer needs it).
 
     Where each slot is one task (slot_task_layout: mostly at one or two threads),
-    a task does all three for its slot: S_j is written and read back while it is
+    a task does all three for a few slots: their sums in one pass over δ2 (rather
+    than one pass a slot), then dW_j and the dL rows slot by slot while S is still
     in L2 rather than after every slot's sums went through L3
-    (bench/results/design-measurements.md). Otherwise the sums run first, over
+    (bench/results/design-measurements.md, parser-pipeline-2core.md). As many slots
+    as FUSED_SUM_BYTES of S hold: a group whose S outgrows L2 loses more than the
+    shared pass saves (cm2014 uniform at 2 threads). The grouping changes no sum's
+    order (sum_slot_deltas), so not the result. Otherwise the sums run first, over
     whole slots (sum_slot_deltas), and the products as cut by slot_task_layout;
     PHASE_SEGMENT_SUMS is lapped between them.
 
@@ -128,14 +134,24 @@ cdef void slot_backward(const int64_t* slot_offsets, Py_ssize_t n_slots, Py_ssiz
     cdef Py_ssize_t task, block_rows, n_row_tasks, block_cols, n_dW_tasks
     slot_task_layout(slot_offsets, n_slots, n_hidden, n_threads, &block_rows, &n_row_tasks,
                      &block_cols, &n_dW_tasks)
+    cdef Py_ssize_t per_task, n_tasks, j0, j
     if n_row_tasks == n_slots and n_dW_tasks == n_slots:
-        for task in prange(n_slots, num_threads=n_threads, schedule='dynamic'):
-            sum_slot_range(delta2, pos, slot_offsets, n, n_slots, task, task + 1, n_hidden,
-                           products)
-            slot_dW_task(task, n_slots, block_cols, slot_offsets, d, n_hidden, xu, products,
-                         dW)
-            slot_rows_task(SLOT_BACKWARD, task, n_slots, block_rows, slot_offsets, d,
-                           n_hidden, xu, products, W)
+        # slots a task: as many as FUSED_SUM_BYTES of S hold at the mean keys a
+        # slot, at most FASTGRAD_SLOTS_PER_SUM, and FUSED_TASKS_PER_THREAD tasks a thread
+        per_task = (<Py_ssize_t> FUSED_SUM_BYTES // (n_hidden * sizeof(floating))) * n_slots \
+            // max(<Py_ssize_t> 1, slot_offsets[n_slots])
+        per_task = max(<Py_ssize_t> 1, min(per_task, min(<Py_ssize_t> FASTGRAD_SLOTS_PER_SUM,
+                                           n_slots // (FUSED_TASKS_PER_THREAD * n_threads))))
+        n_tasks = (n_slots + per_task - 1) // per_task
+        for task in prange(n_tasks, num_threads=n_threads, schedule='dynamic'):
+            j0 = task * per_task
+            sum_slot_range(delta2, pos, slot_offsets, n, n_slots, j0,
+                           min(j0 + per_task, n_slots), n_hidden, products)
+            for j in range(j0, min(j0 + per_task, n_slots)):
+                slot_dW_task(j, n_slots, block_cols, slot_offsets, d, n_hidden, xu, products,
+                             dW)
+                slot_rows_task(SLOT_BACKWARD, j, n_slots, block_rows, slot_offsets, d,
+                               n_hidden, xu, products, W)
         return
     sum_slot_deltas(delta2, pos, slot_offsets, n, n_slots, n_hidden, products, n_threads)
     lap(PHASE_SEGMENT_SUMS, clock)
