@@ -56,8 +56,8 @@ directives = {
 }
 
 # One extension per module that stands alone: the step's kernels (with their
-# .pxi parts and C headers), the groupings, the typed workspace, and the
-# parser's transition system.
+# .pxi parts and C headers), the groupings, the typed workspace, the parser's
+# transition system, CoNLL-U, skip-gram, and the parallel uniform draws.
 extensions = [
     Extension(
         f"fastgrad.{name}",
@@ -68,9 +68,10 @@ extensions = [
         extra_compile_args=optimize + openmp_compile,
         extra_link_args=openmp_link,
         depends=["fastgrad/_constants.h", "fastgrad/_row_loops.h", "fastgrad/_blas_pointers.h",
-                 "fastgrad/_skipgram.h", "fastgrad/_arc_loss.h"],
+                 "fastgrad/_skipgram.h", "fastgrad/_arc_loss.h", "fastgrad/_uniform.h"],
     )
-    for name in ("_kernels", "_grouping", "_workspace", "_arc_standard", "_conllu", "_skipgram")
+    for name in ("_kernels", "_grouping", "_workspace", "_arc_standard", "_conllu", "_skipgram",
+                 "_uniform")
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from fastgrad import _grouping, _kernels
+from fastgrad import _grouping, _kernels, _uniform
 from fastgrad._threads import _single_threaded_blas, threads_for_step
 from fastgrad._types import Params, Shape
 from fastgrad._validate import (
@@ -131,9 +131,16 @@ def draw_dropout(prepared: Prepared, dropout: float, rng) -> float:
     """Fill the workspace's dropout draws; returns the keep probability (1: no dropout)."""
     if dropout == 0.0:
         return 1.0
-    draws = prepared.ws.dropout_draws()
-    as_generator(rng).random(out=draws, dtype=draws.dtype)
+    fill_uniform(as_generator(rng), prepared.ws.dropout_draws(), prepared.n_threads)
     return 1.0 - dropout
+
+
+def fill_uniform(generator, out, n_threads: int) -> None:
+    """out filled as generator.random(out=out, dtype=out.dtype) would: on the
+    kernels' threads for numpy's PCG64 (fastgrad._uniform: the same bits), else
+    by numpy."""
+    if not _uniform.fill_uniform(generator, out, n_threads):
+        generator.random(out=out, dtype=out.dtype)
 
 
 def run_kernel(mode: int, prepared: Prepared, rule=None, state1=None, state2=None,

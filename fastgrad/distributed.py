@@ -47,7 +47,7 @@ from fastgrad._optim import Optimizer, _check_optimizer
 from fastgrad._row_exchange import (  # noqa: F401  (choose_exchange, EXCHANGES are public here)
     EXCHANGES, buffers_for, choose_exchange, exchange_rows,
 )
-from fastgrad._step import prepare, run_kernel
+from fastgrad._step import fill_uniform, prepare, run_kernel
 from fastgrad._threads import _ParamsWriteLock, threads_for_step
 from fastgrad._types import Params, Shape
 from fastgrad._validate import (
@@ -382,7 +382,7 @@ def _agreed_step(comm, p: Params, shape: Shape, prepared, counts: list, opt, dro
     if dropout > 0:
         keep = 1.0 - dropout
         buf.draws = draws = buf.grown(buf.draws, global_rows)
-        generator.random(out=draws[:global_rows], dtype=draws.dtype)
+        fill_uniform(generator, draws[:global_rows], threads_for_step())
         if prepared is not None:
             np.copyto(prepared.ws.dropout_draws(), draws[lo:lo + n_rows])
     clock.lap("dropout draws")

@@ -2,12 +2,13 @@
 
     python tools/phase_profile.py [--config parser,cm2014] [--variant uniform,skewed]
                                   [--threads 1,2] [--path auto] [--steps 20]
-                                  [--json PATH]
+                                  [--rows N] [--json PATH]
 
 Each row: ms per sgd_step spent in each phase of the kernel (fastgrad._kernels.PHASES,
 timed by its phase clock), then, timed apart, what the Python side does around the
 kernel: grouping the batch by (slot, row), validating and copying the indices, and
-holding BLAS at one thread; the rest of the step is Python. Needs a build with OpenMP.
+holding BLAS at one thread; the rest of the step is Python. --rows N: the batch's
+first N rows only (the parser command's batches are 256 rows). Needs a build with OpenMP.
 """
 
 import argparse
@@ -21,10 +22,11 @@ import fastgrad
 from fastgrad import _kernels, _step, _threads, bench
 
 
-def profile(config, variant, n_threads, path, steps):
+def profile(config, variant, n_threads, path, steps, n_rows=None):
     fastgrad.set_num_threads(n_threads)
     threadpool_limits(n_threads)
     idx, y = bench.make_batch(config, variant)
+    idx, y = np.ascontiguousarray(idx[:n_rows]), np.ascontiguousarray(y[:n_rows])
     p = fastgrad.init_params(config.n_vocab, config.n_features, config.embed_dim,
                              config.hidden, config.n_classes, dtype=np.float32)
     prepared = _step.prepare(p, idx, y, path, writeable=True, backward=True)
@@ -67,13 +69,15 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--path", default="auto")
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--rows", type=int, help="the batch's first N rows only")
     ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON (ms)")
     args = ap.parse_args()
     rows = []
     for c in args.config.split(","):
         for v in bench.variants_of(c, args.variant.split(",")):   # treebank: its real states
             for t in (int(s) for s in args.threads.split(",")):
-                path, total, phases = profile(bench.get_config(c), v, t, args.path, args.steps)
+                path, total, phases = profile(bench.get_config(c), v, t, args.path, args.steps,
+                                             args.rows)
                 rows.append((f"{c} {v} {t}T {path}", total, phases))
     names = list(rows[0][2])
     width = max(len(n) for n in names)
