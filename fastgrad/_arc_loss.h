@@ -20,31 +20,40 @@
 
 #include <stdint.h>
 
+#if defined(_MSC_VER) && !defined(__cplusplus)
+#define restrict __restrict
+#endif
+
 /* Span src grown by node w into cell, keeping each head's least cost. A span of i
    stack nodes and j right-stack nodes has its costs at nodes[0 .. i-1] and
-   nodes[P .. P+j-1] (every other entry is inf and never read): src's are the
-   ranges [0, src_i) and [P, P + src_j). */
-static inline void arc_loss_join_range(int32_t *cell, const int32_t *src, int32_t lo,
-                                       int32_t hi, int32_t w, const int32_t *nodes,
-                                       const int32_t *gold_head, int32_t base, int32_t inf) {
-    int32_t u = nodes[w];
+   nodes[P .. P+j-1] (every other entry is never read): src's are the ranges
+   [0, src_i) and [P, P + src_j). node_head[k] is node k's gold head.
+   Branch-free: a head no tree of src reaches holds inf, and a cost built on it is at
+   least inf, so taking the least with it leaves inf (a cell starts at inf and never
+   rises above it): the same tables as skipping those heads, without the branch that
+   mispredicted (a third of the exploring epoch's arc_loss time went to a version
+   with it and with gold_head re-read through the cell's possible aliasing:
+   bench/results/speed-intel-2core.md). w lies outside src's ranges. */
+static inline void arc_loss_join_range(int32_t *restrict cell, const int32_t *restrict src,
+                                       int32_t lo, int32_t hi, int32_t w,
+                                       const int32_t *restrict nodes,
+                                       const int32_t *restrict node_head) {
+    const int32_t u = nodes[w], u_head = node_head[w];
+    int32_t best_w = cell[w];
     for (int32_t k = lo; k < hi; ++k) {
-        if (src[k] >= inf)
-            continue;
-        int32_t cost = src[k] + (gold_head[base + u] != nodes[k]);   /* w under the head */
-        if (cost < cell[k])
-            cell[k] = cost;
-        cost = src[k] + (gold_head[base + nodes[k]] != u);           /* the head under w */
-        if (cost < cell[w])
-            cell[w] = cost;
+        int32_t under = src[k] + (u_head != nodes[k]);        /* w under the head */
+        cell[k] = under < cell[k] ? under : cell[k];
+        int32_t over = src[k] + (node_head[k] != u);           /* the head under w */
+        best_w = over < best_w ? over : best_w;
     }
+    cell[w] = best_w;
 }
 
 static inline void arc_loss_join(int32_t *cell, const int32_t *src, int32_t src_i,
                                  int32_t src_j, int32_t P, int32_t w, const int32_t *nodes,
-                                 const int32_t *gold_head, int32_t base, int32_t inf) {
-    arc_loss_join_range(cell, src, 0, src_i, w, nodes, gold_head, base, inf);
-    arc_loss_join_range(cell, src, P, P + src_j, w, nodes, gold_head, base, inf);
+                                 const int32_t *node_head) {
+    arc_loss_join_range(cell, src, 0, src_i, w, nodes, node_head);
+    arc_loss_join_range(cell, src, P, P + src_j, w, nodes, node_head);
 }
 
 /* The arc loss of a configuration of a sentence of n words: above, the stack's words
@@ -73,10 +82,13 @@ static int32_t arc_loss(int32_t base, int32_t n, const int32_t *above, int32_t P
         return 0;
     int32_t width = P + Q;
     int32_t *cur = prev + (P + 1) * width;
+    int32_t *node_head = marked;                /* (marked is done with) */
     for (int32_t k = 0; k < P; ++k)
         nodes[k] = above[k];
     for (int32_t k = 0; k < Q; ++k)
         nodes[P + k] = right[k];
+    for (int32_t k = 0; k < width; ++k)
+        node_head[k] = gold_head[base + nodes[k]];
     /* Diagonal `total` = i + j: the spans of i stack nodes and j right-stack nodes.
        Cell (i, j) of a diagonal lies at i * width. */
     for (int32_t total = 1; total <= P + Q; ++total) {
@@ -93,10 +105,10 @@ static int32_t arc_loss(int32_t base, int32_t n, const int32_t *above, int32_t P
             }
             if (i > 0)          /* the stack word below joins on the left */
                 arc_loss_join(cell, prev + (i - 1) * width, i - 1, j, P, i - 1, nodes,
-                              gold_head, base, inf);
+                              node_head);
             if (j > 0)          /* the next right-stack word joins on the right */
                 arc_loss_join(cell, prev + i * width, i, j - 1, P, P + j - 1, nodes,
-                              gold_head, base, inf);
+                              node_head);
         }
         int32_t *swap = prev;
         prev = cur;
@@ -105,7 +117,7 @@ static int32_t arc_loss(int32_t base, int32_t n, const int32_t *above, int32_t P
     int32_t best = inf, *whole = prev + P * width;   /* ROOT takes the span's head */
     for (int32_t k = 0; k < width; ++k) {
         if (whole[k] < inf) {
-            int32_t cost = whole[k] + (gold_head[base + nodes[k]] != 0);
+            int32_t cost = whole[k] + (node_head[k] != 0);
             if (cost < best)
                 best = cost;
         }
