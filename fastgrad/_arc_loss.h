@@ -30,10 +30,10 @@
    [0, src_i) and [P, P + src_j). node_head[k] is node k's gold head.
    Branch-free: a head no tree of src reaches holds inf, and a cost built on it is at
    least inf, so taking the least with it leaves inf (a cell starts at inf and never
-   rises above it): the same tables as skipping those heads, without the branch that
-   mispredicted (a third of the exploring epoch's arc_loss time went to a version
-   with it and with gold_head re-read through the cell's possible aliasing:
-   bench/results/speed-intel-2core.md). w lies outside src's ranges. */
+   rises above it): the same tables as skipping those heads, without a branch that
+   mispredicts. With that branch, and gold_head and cell[w] read again on every pass
+   (cell might have aliased them), arc_loss took nearly twice as long
+   (bench/results/speed-intel-2core.md). w lies outside src's ranges. */
 static inline void arc_loss_join_range(int32_t *restrict cell, const int32_t *restrict src,
                                        int32_t lo, int32_t hi, int32_t w,
                                        const int32_t *restrict nodes,
