@@ -156,6 +156,9 @@ cdef Py_ssize_t group_rows_by_radix(const int64_t* values, Py_ssize_t n_items,
     is narrow a counting sort is faster (its table stays in cache; 256-way
     scatters over 8-bit digits do not; bench/results/design-measurements.md).
     """
+    # (a thread a chunk: a team larger than the chunks woke threads with nothing to do,
+    # which at a 256-row parser batch cost more than the grouping: 0.11-0.16 ms against
+    # 0.02 at one thread, bench/results/speed-intel-2core.md)
     cdef Py_ssize_t n_chunks = min(<Py_ssize_t> n_threads,
                                    max(<Py_ssize_t> 1, n_items // MIN_ITEMS_PER_THREAD))
     cdef int bits = 1, n_passes, p, shift
@@ -176,7 +179,7 @@ cdef Py_ssize_t group_rows_by_radix(const int64_t* values, Py_ssize_t n_items,
         src_i = sort_items + ((p + 1) % 2) * n_items
         dst_v = sort_values + (p % 2) * n_items
         dst_i = sort_items + (p % 2) * n_items
-        for c in prange(n_chunks, num_threads=n_threads, schedule='static'):
+        for c in prange(n_chunks, num_threads=<int> n_chunks, schedule='static'):
             first = c * n_items // n_chunks
             end = (c + 1) * n_items // n_chunks
             my_counts = counts + c * RADIX
@@ -190,7 +193,7 @@ cdef Py_ssize_t group_rows_by_radix(const int64_t* values, Py_ssize_t n_items,
                 count = counts[c * RADIX + b]
                 counts[c * RADIX + b] = running
                 running += count
-        for c in prange(n_chunks, num_threads=n_threads, schedule='static'):
+        for c in prange(n_chunks, num_threads=<int> n_chunks, schedule='static'):
             first = c * n_items // n_chunks
             end = (c + 1) * n_items // n_chunks
             my_counts = counts + c * RADIX
@@ -204,7 +207,7 @@ cdef Py_ssize_t group_rows_by_radix(const int64_t* values, Py_ssize_t n_items,
     # its share, a prefix sum numbers them, and each writes its groups and members
     src_v = sort_values + ((n_passes + 1) % 2) * n_items
     src_i = sort_items + ((n_passes + 1) % 2) * n_items
-    for c in prange(n_chunks, num_threads=n_threads, schedule='static'):
+    for c in prange(n_chunks, num_threads=<int> n_chunks, schedule='static'):
         first = c * n_items // n_chunks
         end = (c + 1) * n_items // n_chunks
         count = 0
@@ -217,7 +220,7 @@ cdef Py_ssize_t group_rows_by_radix(const int64_t* values, Py_ssize_t n_items,
         chunk_groups[c] = running
         running += count
     k = running
-    for c in prange(n_chunks, num_threads=n_threads, schedule='static'):
+    for c in prange(n_chunks, num_threads=<int> n_chunks, schedule='static'):
         first = c * n_items // n_chunks
         end = (c + 1) * n_items // n_chunks
         b = chunk_groups[c]
