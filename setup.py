@@ -67,8 +67,9 @@ extensions = [
                        ("FASTGRAD_OPENMP", "1" if openmp_compile else "0")],
         extra_compile_args=optimize + openmp_compile,
         extra_link_args=openmp_link,
-        depends=["fastgrad/_constants.h", "fastgrad/_row_loops.h", "fastgrad/_blas_pointers.h",
-                 "fastgrad/_skipgram.h", "fastgrad/_arc_loss.h", "fastgrad/_uniform.h"],
+        depends=["fastgrad/_c_portability.h", "fastgrad/_constants.h", "fastgrad/_row_loops.h",
+                 "fastgrad/_blas_pointers.h", "fastgrad/_skipgram.h", "fastgrad/_arc_loss.h",
+                 "fastgrad/_uniform.h"],
     )
     for name in ("_kernels", "_grouping", "_workspace", "_arc_standard", "_conllu", "_skipgram",
                  "_uniform")

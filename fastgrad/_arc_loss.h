@@ -20,9 +20,7 @@
 
 #include <stdint.h>
 
-#if defined(_MSC_VER) && !defined(__cplusplus)
-#define restrict __restrict
-#endif
+#include "_c_portability.h"
 
 /* Span src grown by node w into cell, keeping each head's least cost. A span of i
    stack nodes and j right-stack nodes has its costs at nodes[0 .. i-1] and

@@ -11,22 +11,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_c_portability.h"
 #include "_constants.h"
 
-#if defined(_MSC_VER) && !defined(__cplusplus)
-#define restrict __restrict  /* MSVC's C compiler spells it this way */
-#endif
-/* The hottest row loops are compiled for AVX-512, AVX2 and plain x86-64 and
-   the best one is picked at load time (GCC function multiversioning, glibc x86-64: it
-   needs ifunc, which musl lacks);
-   a wheel built for every x86-64 then still uses the wide vectors of the CPU it
-   runs on. Same operations in the same order in every version (and no FMA
-   contraction: -ffp-contract=off), so the results do not depend on the CPU. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
-#define FASTGRAD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FASTGRAD_CLONES
-#endif
 /* Ask for the cache lines of n_bytes at p ahead of use (write: for a store).
    Rows of a big embedding table are read (and updated) in random order, one
    DRAM latency each; prefetching a few rows ahead overlaps those latencies. */

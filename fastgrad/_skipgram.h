@@ -13,18 +13,12 @@
 #include <math.h>
 #include <stdint.h>
 
-#if defined(_MSC_VER) && !defined(__cplusplus)
-#define restrict __restrict
-#endif
-/* Compiled for AVX-512, AVX2 and plain x86-64, picked at load time as the row loops
-   of _row_loops.h are: the same operations in the same order in each (the dot's
-   eight partial sums are written out), so the same vectors on every CPU. 1.98-2.42
-   -> 1.82-1.93 s for EWT train's 15 epochs (bench/results/speed-intel-2core.md). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
-#define FASTGRAD_SKIPGRAM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FASTGRAD_SKIPGRAM_CLONES
-#endif
+#include "_c_portability.h"
+
+/* skipgram_pair and skipgram_add are cloned for AVX-512 and AVX2 (FASTGRAD_CLONES;
+   the dot's eight partial sums are written out): the same vectors on every CPU.
+   1.98-2.42 -> 1.82-2.07 s for EWT train's 15 epochs
+   (bench/results/speed-intel-2core.md). */
 
 static inline float skipgram_dot(const float *restrict a, const float *restrict b,
                                  Py_ssize_t n) {
@@ -40,7 +34,7 @@ static inline float skipgram_dot(const float *restrict a, const float *restrict 
 
 /* One pair: returns its loss contribution -log sigmoid(±f) (for progress lines);
    MAX_EXP clips as word2vec does (beyond ±6 the gradient is taken as saturated). */
-FASTGRAD_SKIPGRAM_CLONES
+FASTGRAD_CLONES
 static float skipgram_pair(const float *restrict in, float *restrict out,
                            float *restrict grad_in, float label, float alpha, Py_ssize_t n) {
     float f = skipgram_dot(in, out, n), g, p;
@@ -54,7 +48,7 @@ static float skipgram_pair(const float *restrict in, float *restrict out,
                         : -logf(1.0f - p > 1e-7f ? 1.0f - p : 1e-7f);
 }
 
-FASTGRAD_SKIPGRAM_CLONES
+FASTGRAD_CLONES
 static void skipgram_add(float *restrict row, float *restrict grad, Py_ssize_t n) {
     for (Py_ssize_t c = 0; c < n; ++c) {
         row[c] += grad[c];
