@@ -134,7 +134,7 @@ cdef void slot_backward(const int64_t* slot_offsets, Py_ssize_t n_slots, Py_ssiz
     cdef Py_ssize_t task, block_rows, n_row_tasks, block_cols, n_dW_tasks
     slot_task_layout(slot_offsets, n_slots, n_hidden, n_threads, &block_rows, &n_row_tasks,
                      &block_cols, &n_dW_tasks)
-    cdef Py_ssize_t per_task, n_tasks, j0, j
+    cdef Py_ssize_t per_task, n_tasks, j0, j1, j
     if n_row_tasks == n_slots and n_dW_tasks == n_slots:
         # slots a task: as many as FUSED_SUM_BYTES of S hold at the mean keys a
         # slot, at most FASTGRAD_SLOTS_PER_SUM, and FUSED_TASKS_PER_THREAD tasks a thread
@@ -145,9 +145,9 @@ cdef void slot_backward(const int64_t* slot_offsets, Py_ssize_t n_slots, Py_ssiz
         n_tasks = (n_slots + per_task - 1) // per_task
         for task in prange(n_tasks, num_threads=n_threads, schedule='dynamic'):
             j0 = task * per_task
-            sum_slot_range(delta2, pos, slot_offsets, n, n_slots, j0,
-                           min(j0 + per_task, n_slots), n_hidden, products)
-            for j in range(j0, min(j0 + per_task, n_slots)):
+            j1 = min(j0 + per_task, n_slots)
+            sum_slot_range(delta2, pos, slot_offsets, n, n_slots, j0, j1, n_hidden, products)
+            for j in range(j0, j1):
                 slot_dW_task(j, n_slots, block_cols, slot_offsets, d, n_hidden, xu, products,
                              dW)
                 slot_rows_task(SLOT_BACKWARD, j, n_slots, block_rows, slot_offsets, d,
