@@ -111,13 +111,16 @@ def group_slots(const int64_t[::1] idx, Py_ssize_t n, Py_ssize_t n_slots,
             for j in range(n_slots):
                 for i in range(first, last):
                     slot_key[j * n + i] = idx[i * n_slots + j]
-        for j in prange(n_slots, num_threads=n_workers, schedule='dynamic'):
+        # static: every slot costs about the same (n items), and a dynamic loop's
+        # shared counter, fetched once a slot by each thread, moved between cores
+        # for more time than a small batch's numbering takes
+        for j in prange(n_slots, num_threads=n_workers, schedule='static'):
             slot_offsets[j + 1] = number_slot_keys(n, &tables[threadid(), 0], &local_row[j * n],
                                                    &slot_key[j * n])
         slot_offsets[0] = 0
         for j in range(n_slots):
             slot_offsets[j + 1] += slot_offsets[j]
-        for j in prange(n_slots, num_threads=n_workers, schedule='dynamic'):
+        for j in prange(n_slots, num_threads=n_workers, schedule='static'):
             memcpy(&key_row[slot_offsets[j]], &local_row[j * n],
                    (slot_offsets[j + 1] - slot_offsets[j]) * sizeof(int64_t))
         for block in prange(n_blocks, num_threads=n_threads, schedule='static'):
