@@ -32,7 +32,9 @@ static inline float skipgram_dot(const float *restrict a, const float *restrict 
     return total;
 }
 
-/* One pair: returns its loss contribution -log sigmoid(±f) (for progress lines);
+/* One pair: returns the probability the model gave its label, sigmoid(±f) clipped
+   below at 1e-7 (the caller sums -log of it, for progress lines, as the log of a
+   running product: a logf per pair was a tenth of skip-gram's time);
    MAX_EXP clips as word2vec does (beyond ±6 the gradient is taken as saturated). */
 FASTGRAD_CLONES
 static float skipgram_pair(const float *restrict in, float *restrict out,
@@ -44,8 +46,8 @@ static float skipgram_pair(const float *restrict in, float *restrict out,
     g = alpha * (label - p);
     for (Py_ssize_t c = 0; c < n; ++c) grad_in[c] += g * out[c];
     for (Py_ssize_t c = 0; c < n; ++c) out[c] += g * in[c];
-    return label > 0.5f ? -logf(p > 1e-7f ? p : 1e-7f)
-                        : -logf(1.0f - p > 1e-7f ? 1.0f - p : 1e-7f);
+    p = label > 0.5f ? p : 1.0f - p;
+    return p > 1e-7f ? p : 1e-7f;
 }
 
 FASTGRAD_CLONES

@@ -19,6 +19,7 @@ float32 only: the vectors become rows of a float32 embedding table.
 """
 
 cimport cython
+from libc.math cimport log
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 import numpy as np
@@ -132,6 +133,9 @@ def train(const int32_t[::1] tokens, const int64_t[::1] sentence_ends,
     losses = np.zeros(epochs, np.float64)
     cdef double[::1] loss = losses
     cdef uint64_t state = seed
+    # -log of the pairs' probabilities, summed as the log of their product: each
+    # is at least 1e-7, so the product is logged and restarted before it underflows
+    cdef double product
     cdef double total = <double> epochs * n_tok + 1.0, done = 0.0, rate, pairs
     cdef Py_ssize_t e, s, start, k, n_kept, pos, lo, hi, c, j
     cdef int32_t center, context, target, reach
@@ -139,6 +143,7 @@ def train(const int32_t[::1] tokens, const int64_t[::1] sentence_ends,
     with nogil:
         for e in range(epochs):
             pairs = 0.0
+            product = 1.0
             start = 0
             for s in range(n_sent):
                 n_kept = 0
@@ -166,10 +171,14 @@ def train(const int32_t[::1] tokens, const int64_t[::1] sentence_ends,
                                 if target == center:
                                     continue
                                 label = 0.0
-                            loss[e] += skipgram_pair(&vectors[context, 0], &output[target, 0],
+                            product *= skipgram_pair(&vectors[context, 0], &output[target, 0],
                                                      &grad[0], label, <float> rate, d)
+                            if product < 1e-290:
+                                loss[e] -= log(product)
+                                product = 1.0
                             pairs += 1.0
                         skipgram_add(&vectors[context, 0], &grad[0], d)
+            loss[e] -= log(product)
             if pairs > 0:
                 loss[e] /= pairs
     return losses

@@ -13,8 +13,11 @@ MASK = 2**64 - 1
 def train_in_python(tokens, ends, vectors, output, cumulative, keep, window, negative,
                     epochs, alpha, seed):
     """The C loop's twin in float64: the same draws from the same generator, so the
-    same pairs in the same order; the vectors agree to float32 rounding."""
+    same pairs in the same order; the vectors agree to float32 rounding. Returns
+    each epoch's mean loss per pair, -log of the probability of the pair's label
+    (clipped at 1e-7), summed term by term."""
     state = seed
+    losses = []
 
     def draw():
         nonlocal state
@@ -23,7 +26,7 @@ def train_in_python(tokens, ends, vectors, output, cumulative, keep, window, neg
 
     total, done = epochs * len(tokens) + 1.0, 0.0
     for _ in range(epochs):
-        start = 0
+        start, loss, pairs = 0, 0.0, 0
         for end in ends:
             kept = [t for t in tokens[start:end] if keep[t] >= (draw() & 0xFFFF) / 65536.0]
             rate = alpha * max(1.0 - done / total, 1e-4)
@@ -49,7 +52,11 @@ def train_in_python(tokens, ends, vectors, output, cumulative, keep, window, neg
                         g = rate * (label - p)
                         grad += g * output[target]
                         output[target] += g * vectors[kept[c]]
+                        loss -= np.log(max(p if label else 1 - p, 1e-7))
+                        pairs += 1
                     vectors[kept[c]] += grad
+        losses.append(loss / max(pairs, 1))
+    return np.array(losses)
 
 
 def toy_corpus(n_sentences=40, seed=0):
@@ -95,12 +102,28 @@ def test_c_loop_equals_its_python_twin(window, negative):
     cumulative = noise_table(np.bincount(tokens, minlength=V) + 1)
     keep = np.linspace(0.3, 1.0, V).astype(np.float32)
     v64, o64 = vectors.astype(np.float64), output.astype(np.float64)
-    train(tokens, ends, vectors, output, cumulative, keep, window, negative, 2, 0.1, 12345)
-    train_in_python(tokens.tolist(), ends.tolist(), v64, o64, cumulative, keep, window,
-                    negative, 2, 0.1, 12345)
+    losses = train(tokens, ends, vectors, output, cumulative, keep, window, negative, 2,
+                   0.1, 12345)
+    expected = train_in_python(tokens.tolist(), ends.tolist(), v64, o64, cumulative, keep,
+                               window, negative, 2, 0.1, 12345)
+    np.testing.assert_allclose(losses, expected, rtol=1e-5)
     assert np.abs(vectors - v64).max() > 0 or np.abs(v64).max() > 0
     np.testing.assert_allclose(vectors, v64, rtol=1e-4, atol=2e-6)
     np.testing.assert_allclose(output, o64, rtol=1e-4, atol=2e-6)
+
+
+def test_the_loss_is_summed_without_underflow_over_many_pairs():
+    """Untrained (alpha tiny, output rows zero), every pair has probability 1/2: the
+    mean loss is log 2 whatever the number of pairs, with far more pairs than a
+    product of probabilities could hold without restarting."""
+    tokens = np.zeros(20_000, np.int32)
+    tokens[1::2] = 1
+    ends = np.arange(100, 20_001, 100, dtype=np.int64)
+    vectors = np.full((2, 4), 0.25, np.float32)
+    output = np.zeros((2, 4), np.float32)
+    losses = train(tokens, ends, vectors, output, noise_table([1, 1]), np.ones(2, np.float32),
+                   3, 2, 2, 1e-30, 7)
+    np.testing.assert_allclose(losses, np.log(2), rtol=1e-12)
 
 
 def test_same_seed_same_vectors_and_the_loss_falls():
