@@ -121,7 +121,8 @@ class SkipGramJob:
                        key=lambda w: (-counts[w], w))
         if not words:
             raise ValueError(f"no word occurs {options.min_count} times: nothing to learn "
-                             "word vectors from")
+                             "word vectors from (more text, or random word rows: "
+                             "--word-vectors none, word_vectors='none')")
         index = {w: i for i, w in enumerate(words)}
         self._tokens, self._ends = _encode(_sentences(forms, lengths, raw_text), index)
         freq = np.array([counts[w] for w in words], np.float64)
