@@ -50,6 +50,12 @@ static float skipgram_pair(const float *restrict in, float *restrict out,
     return p > 1e-7f ? p : 1e-7f;
 }
 
+/* The caller's stop flag, set from another thread (SkipGramJob.cancel): read
+   through volatile so the loop sees it change. */
+static inline int skipgram_stopped(const unsigned char *flag) {
+    return *(const volatile unsigned char *) flag != 0;
+}
+
 FASTGRAD_CLONES
 static void skipgram_add(float *restrict row, float *restrict grad, Py_ssize_t n) {
     for (Py_ssize_t c = 0; c < n; ++c) {

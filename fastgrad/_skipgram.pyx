@@ -20,7 +20,7 @@ float32 only: the vectors become rows of a float32 embedding table.
 
 cimport cython
 from libc.math cimport log
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 import numpy as np
 
@@ -29,6 +29,7 @@ cdef extern from "_skipgram.h":
     float skipgram_pair(const float* inp, float* out, float* grad_in, float label,
                         float alpha, Py_ssize_t n) noexcept nogil
     void skipgram_add(float* row, float* grad, Py_ssize_t n) noexcept nogil
+    int skipgram_stopped(const unsigned char* flag) noexcept nogil
 
 
 cdef inline uint64_t _next(uint64_t* state) noexcept nogil:
@@ -97,8 +98,10 @@ def noise_words(const uint32_t[::1] cumulative, const uint32_t[::1] draws):
 def train(const int32_t[::1] tokens, const int64_t[::1] sentence_ends,
           float[:, ::1] vectors, float[:, ::1] output, const uint32_t[::1] cumulative,
           const float[::1] keep, int window, int negative, int epochs, double alpha,
-          uint64_t seed):
-    """Train vectors in place; returns the mean loss per pair of each epoch.
+          uint64_t seed, const uint8_t[::1] stop=None):
+    """Train vectors in place; returns the mean loss per pair of each epoch, or
+    None when stop[0] became non-zero (checked before each sentence: another
+    thread gave up waiting; the vectors are then partly trained).
 
     IN  tokens: word ids (0 .. V-1), every sentence's words one after another
     IN  sentence_ends: the end offset of each sentence in tokens (ascending)
@@ -108,6 +111,7 @@ def train(const int32_t[::1] tokens, const int64_t[::1] sentence_ends,
         2^31 - 1, non-decreasing, its last entry 2^31 - 1
     IN  keep (V,): each word's probability of being kept by subsampling, in [0, 1]
     window: the largest distance to a context word; negative: noise words per pair
+    IN  stop (1,): optional; set by another thread to end the loop early
     """
     cdef Py_ssize_t V = vectors.shape[0], d = vectors.shape[1]
     cdef Py_ssize_t n_sent = sentence_ends.shape[0], n_tok = tokens.shape[0]
@@ -140,12 +144,21 @@ def train(const int32_t[::1] tokens, const int64_t[::1] sentence_ends,
     cdef Py_ssize_t e, s, start, k, n_kept, pos, lo, hi, c, j
     cdef int32_t center, context, target, reach
     cdef float label
+    cdef const uint8_t* stop_flag = NULL
+    cdef bint stopped = False
+    if stop is not None:
+        if stop.shape[0] < 1:
+            raise ValueError("stop must have one entry")
+        stop_flag = &stop[0]
     with nogil:
         for e in range(epochs):
             pairs = 0.0
             product = 1.0
             start = 0
             for s in range(n_sent):
+                if stop_flag != NULL and skipgram_stopped(stop_flag):
+                    stopped = True
+                    break
                 n_kept = 0
                 for k in range(start, sentence_ends[s]):     # subsampling
                     if keep[tokens[k]] >= <float> (_next(&state) & 0xFFFF) / 65536.0:
@@ -178,7 +191,9 @@ def train(const int32_t[::1] tokens, const int64_t[::1] sentence_ends,
                                 product = 1.0
                             pairs += 1.0
                         skipgram_add(&vectors[context, 0], &grad[0], d)
+            if stopped:
+                break
             loss[e] -= log(product)
             if pairs > 0:
                 loss[e] /= pairs
-    return losses
+    return None if stopped else losses

@@ -198,3 +198,27 @@ def test_bad_arguments_are_refused_before_anything_is_written():
     with pytest.raises(ValueError, match="window >= 1"):
         train(tokens, ends, vectors, output, cumulative, keep, 0, 2, 1, 0.05, 0)
     assert (vectors == 1).all() and (output == 0).all()
+
+
+def test_a_cancelled_job_stops_at_once_and_says_so():
+    rng = np.random.default_rng(6)
+    lengths = rng.integers(2, 9, 300).tolist()
+    forms = [f"w{k}" for k in rng.integers(0, 30, sum(lengths))]
+    # a day's worth of epochs: only cancel() ends it within the test's time
+    job = SkipGramJob(forms, lengths, 8, options=SkipGramOptions(epochs=10**8, min_count=1))
+    job.start()
+    job.cancel()
+    with pytest.raises(RuntimeError, match="cancelled"):
+        job.result()
+
+
+def test_train_returns_none_when_stopped_before_it_starts():
+    tokens, ends = toy_corpus()
+    vectors = np.full((12, 4), 0.1, np.float32)
+    before = vectors.copy()
+    out = train(tokens, ends, vectors, np.zeros((12, 4), np.float32), noise_table([1] * 12),
+                np.ones(12, np.float32), 2, 2, 3, 0.1, 1, np.ones(1, np.uint8))
+    assert out is None and np.array_equal(vectors, before)
+    with pytest.raises(ValueError, match="stop"):
+        train(tokens, ends, vectors, np.zeros((12, 4), np.float32), noise_table([1] * 12),
+              np.ones(12, np.float32), 2, 2, 3, 0.1, 1, np.zeros(0, np.uint8))

@@ -76,27 +76,30 @@ def _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim, 
     if threads is None:
         threads = max(1, _threads.usable_cores() // (1 if comm is None
                                                      else _threads.local_processes()))
-    train_bank, dev_bank = Treebank.read(train_sentences), Treebank.read(dev_sentences)
-    if tag_columns is None:
-        tag_columns = available_tag_columns(train_bank)
-    trees, lifted = train_bank.trees(tag_columns), []
-    if nonprojective == "lift":
-        marked = next((k for k, lab in enumerate(train_bank.columns[conllu.DEPREL])
-                       if SEPARATOR in lab), None)
-        if marked is not None:
-            raise ValueError(f"a training DEPREL holds {SEPARATOR!r} "
-                             f"({train_bank.columns[conllu.DEPREL][marked]!r}), which lifting "
-                             "non-projective trees writes into labels: skip them instead")
-        trees, lifted = projectivize_trees(
-            trees, projective_trees(train_bank.heads, train_bank.lengths))
+    train_bank = Treebank.read(train_sentences)
     job, set_up_threads = None, threads
     if embeddings is None and word_vectors == "skipgram":
+        # started first: the word vectors take longest, and need only the forms
         job = SkipGramJob(train_bank.columns[conllu.FORM], train_bank.lengths.tolist(),
                           embed_dim, raw_text=raw_text, seed=seed, options=skipgram)
         if threads >= 2:   # its C loop takes one of the threads, beside the set-up below
             job.start()
             set_up_threads = threads - 1
     try:
+        dev_bank = Treebank.read(dev_sentences)
+        if tag_columns is None:
+            tag_columns = available_tag_columns(train_bank)
+        trees, lifted = train_bank.trees(tag_columns), []
+        if nonprojective == "lift":
+            marked = next((k for k, lab in enumerate(train_bank.columns[conllu.DEPREL])
+                           if SEPARATOR in lab), None)
+            if marked is not None:
+                raise ValueError(f"a training DEPREL holds {SEPARATOR!r} "
+                                 f"({train_bank.columns[conllu.DEPREL][marked]!r}), which "
+                                 "lifting non-projective trees writes into labels: skip "
+                                 "them instead")
+            trees, lifted = projectivize_trees(
+                trees, projective_trees(train_bank.heads, train_bank.lengths))
         vocab = Vocabulary(trees, min_count=min_count, tag_columns=tag_columns,
                            extra_words=() if job is None else job.words)
         # (the instances do not depend on the thread count)
@@ -107,7 +110,7 @@ def _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim, 
         dev_score = _DevScorer(dev_bank, vocab, Lowering(vocab.labels, nonprojective == "lift"))
     except BaseException:
         if job is not None:
-            job.wait()   # no loop left running behind the error
+            job.cancel()   # no loop left running behind the error, nor waited for
         raise
     vectors = None if job is None else job.result()
     p = init_like_paper(vocab, embed_dim, hidden, seed)

@@ -141,6 +141,7 @@ class SkipGramJob:
         self._cumulative = cumulative.astype(np.uint32)
         self._keep = keep.astype(np.float32)
         self._options, self._seed = options, seed
+        self._stop = np.zeros(1, np.uint8)   # set by cancel(); the C loop reads it
         self._thread: threading.Thread | None = None
         self._outcome: tuple | None = None   # (losses, error, seconds) once run
 
@@ -151,8 +152,10 @@ class SkipGramJob:
         try:
             losses = train(self._tokens, self._ends, self._vectors, self._output,
                            self._cumulative, self._keep, o.window, o.negative, o.epochs,
-                           o.alpha, (self._seed * 1_000_003 + 7) % 2**64)
-            self._outcome = (losses, None, time.perf_counter() - self._started)
+                           o.alpha, (self._seed * 1_000_003 + 7) % 2**64, self._stop)
+            error = None if losses is not None else RuntimeError("the skip-gram job was "
+                                                                 "cancelled")
+            self._outcome = (losses, error, time.perf_counter() - self._started)
         except BaseException as err:   # handed to result(), in the caller's thread
             self._outcome = (None, err, 0.0)
 
@@ -169,6 +172,13 @@ class SkipGramJob:
             if self._outcome is None:
                 self._run()
         else:
+            self._thread.join()
+
+    def cancel(self) -> None:
+        """Stop the C loop at its next sentence and wait for it (the caller gave
+        up: an error elsewhere in the set-up should not wait for the vectors)."""
+        self._stop[0] = 1
+        if self._thread is not None:
             self._thread.join()
 
     def result(self) -> WordVectors:
