@@ -42,8 +42,12 @@ cdef enum:
     # the two transposes were most of group_slots' time
     # (bench/results/design-measurements.md).
     TRANSPOSE_BLOCK = 16
-    # Fewest items worth a thread of their own in group_rows.
-    MIN_ITEMS_PER_THREAD = 2048
+    # Fewest items worth a thread of their own in group_rows' radix sort. A thread's
+    # items of one digit land next to the next thread's: with fewer than a few cache
+    # lines of them per digit (256 digits), the threads' scatters share lines and
+    # two threads sorted slower than one (a 2048 x 5 window batch's dL rows: 0.07 ms
+    # at one thread, 0.10-0.13 at two with 2048 here; bench/results/speed-intel-2core.md)
+    MIN_ITEMS_PER_THREAD = 16384
     # group_rows sorts by counts while the row range is at most this many times the
     # items, by radix beyond.
     COUNTING_RANGE_PER_ITEM = 2

@@ -40,12 +40,14 @@ def test_slot_grouping_invariants(n_threads):
         np.testing.assert_array_equal(out[name], one[name])
 
 
-# 300: a counting sort; 20,000 and 100,000: a radix sort of 2 and 3 passes
-@pytest.mark.parametrize("n_values", [300, 20_000, 100_000])
+# 300: a counting sort; 20,000 and 100,000: a radix sort of 2 and 3 passes, on one
+# chunk of items; 70,000 items of a million rows: a radix sort on up to 4 chunks
+@pytest.mark.parametrize("n_items,n_values", [(5000, 300), (5000, 20_000), (5000, 100_000),
+                                              (70_000, 1_000_000)])
 @pytest.mark.parametrize("n_threads", [1, 2, 5])
-def test_row_grouping_matches_numpy(n_values, n_threads):
+def test_row_grouping_matches_numpy(n_items, n_values, n_threads):
     rng = np.random.default_rng(11)
-    values = _skewed_indices(rng, 5000, 1, n_values).ravel()
+    values = _skewed_indices(rng, n_items, 1, n_values).ravel()
     uniq, group_ptr, members = _grouping.group_rows_py(values, n_values, n_threads)
     np.testing.assert_array_equal(uniq, np.unique(values))
     # members grouped by value, ascending within a group (a stable sort by value)
