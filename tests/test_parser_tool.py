@@ -215,7 +215,8 @@ def conllu_tree(words):
     ["parser", "train", "--train", "a", "--dev", "b", "--model", "c", "--lr", "-1"],
     ["parser", "train", "--train", "a"], ["parser", "evaluate", "gold.conllu"],
     ["parser", "train", "--train", "a", "--dev", "b", "--model", "c", "--tag-columns", "pos"],
-    ["parser", "parse", "x.conllu"], ["bench", "--rounds", "0"], ["bench", "--threads", "0"],
+    ["parser", "parse", "x.conllu"], ["parser", "parse", "--model", "m", "--threads", "0"],
+    ["bench", "--rounds", "0"], ["bench", "--threads", "0"],
     ["bench", "--config", "nope"], ["inference", "--config", "nope"],
     ["inference", "--top-words", "-3"], ["nope"], ["bench", "--methods", "fastgrad,nosuch"],
     ["bench", "--json", "/nonexistent-folder/x.json"], ["bench", "--json", "/"],
@@ -304,6 +305,26 @@ def test_train_refuses_a_model_path_that_is_its_treebank(tmp_path):
     assert cli.main(["train", "--train", train, "--dev", train, "--model", train,
                      "--epochs", "1", "--quiet"]) == 1
     assert open(train, "rb").read() == before
+
+
+def test_parse_and_evaluate_take_a_thread_count_and_parse_the_same_at_any(trained, tmp_path,
+                                                                         capsys):
+    from fastgrad import get_num_threads, set_num_threads
+    _, model_path, dev = trained
+    outputs = []
+    try:
+        for threads in ("1", "3"):
+            out = tmp_path / f"parsed{threads}.conllu"
+            assert cli.main(["parse", "--model", model_path, "--threads", threads, dev,
+                             "-o", str(out)]) == 0
+            assert get_num_threads() == int(threads)
+            outputs.append(out.read_bytes())
+            assert cli.main(["evaluate", "--model", model_path, "--threads", threads, "--json",
+                             dev]) == 0
+            outputs.append(capsys.readouterr().out)
+    finally:
+        set_num_threads(None)
+    assert outputs[0] == outputs[2] and outputs[1] == outputs[3]
 
 
 def test_streamed_parse_equals_parsing_sentences(trained, tmp_path):

@@ -80,9 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", metavar="{train,parse,evaluate}")
     _train_parser(sub)
     p = sub.add_parser("parse", help="fill HEAD and DEPREL of a CoNLL-U file",
-                       description="Words and UPOS are read; HEAD and DEPREL are written; every "
-                                   "other column, comment and multiword line is kept.")
+                       description="The words and the tag columns the model was trained on "
+                                   "(UPOS, and XPOS and FEATS where it used them) are read; "
+                                   "HEAD and DEPREL are written; every other column, comment "
+                                   "and multiword line is kept.")
     p.add_argument("--model", required=True)
+    _threads_option(p)
     p.add_argument("input", nargs="?", default="-", metavar="INPUT.conllu",
                    help="the file to parse (- or nothing: standard input)")
     p.add_argument("-o", "--output", default="-", metavar="OUTPUT.conllu",
@@ -96,7 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--system", default=None, metavar="PARSED.conllu",
                    help="score this parsed file instead of parsing with --model")
     e.add_argument("--json", action="store_true", help="one JSON object on standard output")
+    _threads_option(e)
     return ap
+
+
+def _threads_option(sub) -> None:
+    """--threads of parse and evaluate (train has its own, which also fixes the model)."""
+    sub.add_argument("--threads", type=positive_int, default=None,
+                     help="the kernels' threads (default: the usable cores, or "
+                          "OMP_NUM_THREADS); the parses are the same at any count")
 
 
 def _report(scores: dict) -> str:
@@ -159,6 +170,9 @@ def run(args, log, comm=None) -> int:
             log(f"best epoch {summary['best_epoch']}: dev UAS {summary['dev']['uas']:.2f} "
                 f"LAS {summary['dev']['las']:.2f}; model in {args.model}")
         return 0
+    if args.threads is not None and args.command != "train":
+        from fastgrad import set_num_threads
+        set_num_threads(args.threads)
     if args.command == "parse":   # streamed: memory holds one block of the input
         model = ParserModel.load(args.model)
         with output_file(args.output) as out:
