@@ -599,3 +599,33 @@ def test_word_dropout_replaces_rare_words_more_often(monkeypatch):
     # drawn block by block (bounded memory): the same draws whatever the block size
     monkeypatch.setattr(parser_training, "_DROPOUT_BLOCK_ROWS", 777)
     assert np.array_equal(word_dropout_rows(idx, counts, 0.25, unk, seed=1), out)
+
+
+def test_a_set_up_error_cancels_the_word_vectors_instead_of_waiting(tmp_path):
+    """The skip-gram job starts as soon as the training file is read; a bad dev file
+    found after that ends it at once (with 10^8 epochs, waiting would never end)."""
+    import threading
+
+    from fastgrad.parser.training import train
+    from fastgrad.parser.word_vectors import SkipGramOptions
+
+    treebank = toy_file(tmp_path / "train.conllu", range(40))
+    bad_dev = tmp_path / "dev.conllu"
+    bad_dev.write_text("1\tthe\tthe\tDET\t_\t_\t2\tdet\t_\n\n", encoding="utf-8")   # 9 columns
+    raised = []
+
+    def run():
+        try:
+            train(treebank, str(bad_dev), str(tmp_path / "m.npz"), epochs=1, hidden=8,
+                  embed_dim=4, threads=2, skipgram=SkipGramOptions(epochs=10**8, min_count=1),
+                  log=lambda _: None)
+        except conllu.CoNLLUError as err:
+            raised.append(err)
+
+    caller = threading.Thread(target=run, daemon=True)
+    caller.start()
+    caller.join(timeout=120)   # not a speed check: without the cancel it never returns
+    assert not caller.is_alive(), "train waited for the word vectors after the error"
+    assert len(raised) == 1 and "dev.conllu:1: 9 tab-separated columns" in str(raised[0])
+    assert not any(t.name == "fastgrad-skipgram" for t in threading.enumerate())
+    assert not (tmp_path / "m.npz").exists()
