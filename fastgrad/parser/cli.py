@@ -170,7 +170,7 @@ def run(args, log, comm=None) -> int:
             log(f"best epoch {summary['best_epoch']}: dev UAS {summary['dev']['uas']:.2f} "
                 f"LAS {summary['dev']['las']:.2f}; model in {args.model}")
         return 0
-    if args.threads is not None and args.command != "train":
+    if args.threads is not None:   # parse or evaluate (train returned above)
         from fastgrad import set_num_threads
         set_num_threads(args.threads)
     if args.command == "parse":   # streamed: memory holds one block of the input
