@@ -40,6 +40,7 @@ cdef extern from "_arc_loss.h":
 
 cdef enum:
     NONE = -1
+    NO_LOSS = 1 << 30    # the loss of an illegal move (above any real one)
     MAX_FEATURES = 256   # a state's features are built on the stack
 
 
@@ -90,6 +91,7 @@ cdef class ArcStandardBatch:
     cdef int32_t[::1] stack, depth, next_word
     cdef int32_t[::1] active
     cdef int32_t[::1] n_moves     # per sentence: transitions applied so far
+    cdef int32_t[::1] loss_bound  # per sentence: its configuration's arc loss (explore)
     cdef object scratch           # explore's per-thread work space, made on first use
     cdef Py_ssize_t n_active
     cdef int n_columns, n_labels, null_word, null_tag, null_label, label_base, root_label
@@ -124,6 +126,7 @@ cdef class ArcStandardBatch:
         self.next_word = np.ones(lengths.size, np.int32)
         self.active = np.arange(lengths.size, dtype=np.int32)
         self.n_moves = np.zeros(lengths.size, np.int32)
+        self.loss_bound = np.zeros(lengths.size, np.int32)   # a gold tree is reachable
         self.n_active = lengths.size
         self.n_columns, self.n_features = n_columns, 18 + 18 * n_columns + 12
         self.n_labels, self.null_word, self.null_tag = n_labels, null_word, null_tag
@@ -421,54 +424,87 @@ cdef class ArcStandardBatch:
     # arc_loss is in _arc_loss.h; transitions.arc_loss / move_losses are the
     # readable twins (and the docs).
 
-    cdef int _dynamic_target(self, int32_t i, const floating* row, const int32_t* gold_head,
-                             const int32_t* gold_label, int32_t* scratch) noexcept nogil:
-        """The zero-cost transition the model scores highest (ties: the lowest id):
-        a zero-cost move's loss (move_losses) is the least of the legal moves'; an
-        arc carries its dependent's gold label where legal, else the best-scored
-        legal label."""
+    cdef int32_t _loss_after(self, int32_t i, int m, const int32_t* gold_head,
+                             int32_t* scratch) noexcept nogil:
+        """The arc loss of sentence i's configuration after legal move m (0 SHIFT,
+        1 LEFT, 2 RIGHT), the arc that move builds not counted."""
         cdef int32_t base = self.start[i], d = self.depth[i], n = self.length[i]
-        cdef int32_t nxt = self.next_word[i], s1 = NONE, s2 = NONE, k
-        cdef int32_t* above = scratch
+        cdef int32_t nxt = self.next_word[i], k
+        cdef int32_t* above = scratch           # the stack's words after the move, top first
         cdef int32_t* work = scratch + (n + 2)
-        cdef int32_t loss[3]
-        cdef int moves[3]
-        cdef int m, best = -1, L = self.n_labels
-        cdef bint shift_ok, left_ok, right_ok
-        cdef int32_t least = n + 2
-        self._legal(i, &shift_ok, &left_ok, &right_ok)
-        if d >= 2:
-            s1 = self.stack[base + d - 1]
-            s2 = self.stack[base + d - 2]
-        for m in range(3):
-            loss[m] = n + 2
-        if shift_ok:                   # above: the new top, then the stack's words
+        if m == 0:                              # the next word goes on top
             above[0] = nxt
             for k in range(d - 1):
                 above[1 + k] = self.stack[base + d - 1 - k]
-            loss[0] = arc_loss(base, n, above, d, nxt + 1, gold_head, work)
-        if left_ok:                    # s1 heads s2: s2 leaves the stack
-            above[0] = s1
+            return arc_loss(base, n, above, d, nxt + 1, gold_head, work)
+        if m == 1:                              # s1 heads s2: s2 leaves the stack
+            above[0] = self.stack[base + d - 1]
             for k in range(d - 3):
                 above[1 + k] = self.stack[base + d - 3 - k]
-            loss[1] = (gold_head[base + s2] != s1) + \
-                arc_loss(base, n, above, d - 2, nxt, gold_head, work)
-        if right_ok:                   # s2 heads s1: s1 leaves the stack
+        else:                                   # s2 heads s1: s1 leaves the stack
             for k in range(d - 2):
                 above[k] = self.stack[base + d - 2 - k]
-            loss[2] = (gold_head[base + s1] != s2) + \
-                arc_loss(base, n, above, d - 2, nxt, gold_head, work)
+        return arc_loss(base, n, above, d - 2, nxt, gold_head, work)
+
+    cdef int _dynamic_target(self, int32_t i, const floating* row, const int32_t* gold_head,
+                             const int32_t* gold_label, int32_t* scratch, int32_t bound,
+                             int32_t* after) noexcept nogil:
+        """The zero-cost transition the model scores highest (ties: the lowest id):
+        a zero-cost move's loss (move_losses) is the least of the legal moves'; an
+        arc carries its dependent's gold label where legal, else the best-scored
+        legal label.
+
+        IN bound: no legal move's loss is below it (this configuration's arc loss,
+        known from the move that led here: a move never lowers the loss). The
+        moves are costed in order of score (ties: the lowest id), and the first
+        whose loss is bound is the target: every one before it cost more, so it
+        is the best-scored zero-cost move, and the rest need no cost (arc_loss,
+        cubic in the stack and buffer, was most of an exploration's own time).
+        -1: no bound (every move costed).
+        OUT after[m]: the arc loss after move m, or -1 where it was not costed."""
+        cdef int32_t base = self.start[i], d = self.depth[i]
+        cdef int32_t s1 = NONE, s2 = NONE, least
+        cdef int32_t loss[3]
+        cdef int32_t wrong[3]
+        cdef int ids[3]
+        cdef int order[3]
+        cdef int m, k, n_legal = 0, best = -1, L = self.n_labels
+        cdef bint ok[3]
+        self._legal(i, &ok[0], &ok[1], &ok[2])
+        if d >= 2:
+            s1 = self.stack[base + d - 1]
+            s2 = self.stack[base + d - 2]
+        wrong[0] = 0
+        wrong[1] = (gold_head[base + s2] != s1) if ok[1] else 0
+        wrong[2] = (gold_head[base + s1] != s2) if ok[2] else 0
+        ids[0] = 0
+        ids[1] = self._arc_label(row, 1, gold_label[base + s2], False) if ok[1] else -1
+        ids[2] = self._arc_label(row, 1 + L, gold_label[base + s1], d == 2) if ok[2] else -1
         for m in range(3):
-            if loss[m] < least:
-                least = loss[m]
-        moves[0] = 0 if shift_ok and loss[0] == least else -1
-        moves[1] = self._arc_label(row, 1, gold_label[base + s2], False) \
-            if left_ok and loss[1] == least else -1
-        moves[2] = self._arc_label(row, 1 + L, gold_label[base + s1], d == 2) \
-            if right_ok and loss[2] == least else -1
+            after[m] = -1
+            loss[m] = NO_LOSS
+            if not ok[m]:
+                continue
+            if row[ids[m]] != row[ids[m]]:
+                bound = -1                      # a NaN score: no order, cost them all
+            k = n_legal                         # insertion by score, then by m
+            while k > 0 and row[ids[m]] > row[ids[order[k - 1]]]:
+                order[k] = order[k - 1]
+                k -= 1
+            order[k] = m
+            n_legal += 1
+        for k in range(n_legal):
+            m = order[k]
+            after[m] = self._loss_after(i, m, gold_head, scratch)
+            loss[m] = wrong[m] + after[m]
+            if loss[m] == bound:
+                return ids[m]
+        least = NO_LOSS
         for m in range(3):
-            if moves[m] >= 0 and (best < 0 or row[moves[m]] > row[best]):
-                best = moves[m]
+            least = min(least, loss[m])
+        for m in range(3):   # (in id order: on equal scores the first stays)
+            if loss[m] == least and (best < 0 or row[ids[m]] > row[best]):
+                best = ids[m]
         return best
 
     cdef int _arc_label(self, const floating* row, int first, int32_t gold, bint to_root) \
@@ -503,7 +539,8 @@ cdef class ArcStandardBatch:
         gold_label: as static_oracle's (projective trees). The coin of sentence i's
         k-th move is a hash of (seed, i, k): the same for any thread count."""
         cdef Py_ssize_t r, f, n_max
-        cdef int32_t i, t, tid
+        cdef int32_t i, t, tid, m
+        cdef int32_t* after
         cdef int64_t at
         cdef uint64_t z
         cdef int32_t[:, ::1] scratch
@@ -529,8 +566,9 @@ cdef class ArcStandardBatch:
             for r in prange(self.n_active, num_threads=threads, schedule='static'):
                 i = self.active[r]
                 tid = threadid()
+                after = &scratch[tid, scratch.shape[1] - 3]   # (past what arc_loss uses)
                 t = self._dynamic_target(i, &scores[r, 0], &gold_head[0], &gold_label[0],
-                                         &scratch[tid, 0])
+                                         &scratch[tid, 0], self.loss_bound[i], after)
                 at = first_row[i] + self.n_moves[i]
                 for f in range(self.n_features):
                     out_idx[at, f] = <int32_t> rows[r, f]
@@ -542,6 +580,10 @@ cdef class ArcStandardBatch:
                 z = z ^ (z >> 31)
                 if <double> (z >> 11) * (1.0 / 9007199254740992.0) < follow:
                     t = self._best(i, &scores[r, 0])
+                m = 0 if t == 0 else (1 if t <= self.n_labels else 2)
+                if after[m] < 0:
+                    after[m] = self._loss_after(i, m, &gold_head[0], &scratch[tid, 0])
+                self.loss_bound[i] = after[m]
                 self._apply(i, t)
             self._keep_unfinished()
         return self.n_active

@@ -224,6 +224,21 @@ def test_exploration_in_c_equals_its_python_twin(follow):
         assert (got.idx != static.idx).any()
 
 
+def test_dynamic_targets_with_nan_scores_equal_the_python_twin():
+    # a NaN score orders no move: every move is costed, as the twin does
+    trees = P.load_splits()["train"][:60]
+    vocab = P.Vocabulary(trees, min_count=2)
+    plain = random_predictor(vocab, 2)
+
+    def predictor(rows):
+        scores = plain(rows).copy()
+        scores[::3, 1::2] = np.nan
+        return scores
+    want = transitions.explore_in_python(predictor, trees, vocab, 0.0, seed=5)
+    got = transitions.explore_instances(predictor, trees, vocab, 0.0, seed=5, n_threads=2)
+    assert np.array_equal(got.y, want.y) and np.array_equal(got.idx, want.idx)
+
+
 def test_following_the_dynamic_oracle_builds_the_gold_tree():
     trees = P.load_splits()["train"][:200]
     vocab = P.Vocabulary(trees, min_count=2)
