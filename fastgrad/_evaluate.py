@@ -67,5 +67,5 @@ def evaluate(p, idx, y, *, batch_size: int = 4096, path: str = "auto") -> tuple[
         prepared = prepare(p, idx[start:start + batch_size], y[start:start + batch_size],
                             path, writeable=False, backward=False, first_row=start)
         total_loss += float(run_kernel(_kernels.MODE_LOSS, prepared)[0]) * prepared.n
-        n_correct += int(prepared.ws.row_correct[:prepared.n].sum())
+        n_correct += int(np.count_nonzero(prepared.ws.row_correct[:prepared.n]))
     return total_loss / idx.shape[0], n_correct / idx.shape[0]

@@ -240,4 +240,4 @@ def _update(prepared: Prepared, opt, dropout: float, l2: float, rng, lock) -> tu
         if math.isfinite(value):
             opt.steps += 1
     refuse_nonfinite_step(value, "parameter or optimizer state")
-    return value, int(prepared.ws.row_correct[:prepared.n].sum())
+    return value, int(np.count_nonzero(prepared.ws.row_correct[:prepared.n]))

@@ -399,7 +399,7 @@ def _agreed_step(comm, p: Params, shape: Shape, prepared, counts: list, opt, dro
             ws.values_into = None
         dense, views = ws.dense_grads, (ws.dW, ws.db1, ws.dU, ws.db2)
         my_rows, my_values = ws.grad_rows[:k_rows], buf.values[:k_rows]
-        correct = int(ws.row_correct[:n_rows].sum())
+        correct = int(np.count_nonzero(ws.row_correct[:n_rows]))
     else:
         dense, views = buf.zero_dense, buf.zero_views
         my_rows, my_values = buf.merged_rows[:0], buf.values[:0]

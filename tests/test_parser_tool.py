@@ -596,6 +596,16 @@ def test_word_dropout_replaces_rare_words_more_often(monkeypatch):
     assert (out[:, 5] == vocab.word_id["<NULL>"]).all() and (out[:, 18:] == idx[:, 18:]).all()
     again = word_dropout_rows(idx, counts, 0.25, unk, seed=1, out=np.empty_like(idx))
     assert np.array_equal(out, again)
+    # numpy's draws and replacement, written plainly: the same rows, int32 (drawn and
+    # replaced on the kernels' threads) or int64 (by numpy)
+    rng, want = np.random.default_rng(1), idx.copy()
+    p_unk = 0.25 / (0.25 + counts)
+    for start in range(0, len(want), 65536):
+        words = want[start:start + 65536, :18]
+        words[rng.random(words.shape) < p_unk[words]] = unk
+    assert np.array_equal(out, want)
+    assert np.array_equal(word_dropout_rows(idx.astype(np.int64), counts, 0.25, unk, seed=1),
+                          want)
     # drawn block by block (bounded memory): the same draws whatever the block size
     monkeypatch.setattr(parser_training, "_DROPOUT_BLOCK_ROWS", 777)
     assert np.array_equal(word_dropout_rows(idx, counts, 0.25, unk, seed=1), out)

@@ -56,3 +56,25 @@ def test_fill_uniform_draws_as_numpy_either_way(bit_generator):
     twin.random(out=want, dtype=np.float32)
     np.testing.assert_array_equal(got, want)
     assert generator.random() == twin.random()
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_drop_below_replaces_where_the_draw_is_below_the_ids_probability(n_threads):
+    rng = np.random.default_rng(4)
+    rows = rng.integers(0, 40, (501, 30)).astype(np.int32)
+    p_drop, draws = rng.random(40), rng.random((500, 18))
+    want = rows.copy()
+    words = want[:500, :18]
+    words[draws < p_drop[words]] = -5
+    got = rows.copy()
+    assert _uniform.drop_below(got, draws, p_drop, -5, n_threads)
+    assert np.array_equal(got, want) and (got != rows).any()
+
+
+def test_drop_below_changes_nothing_when_an_id_has_no_probability():
+    rows = np.arange(60, dtype=np.int32).reshape(3, 20)
+    before = rows.copy()
+    assert not _uniform.drop_below(rows, np.zeros((3, 18)), np.ones(50), -1, 2)
+    assert np.array_equal(rows, before)
+    with pytest.raises(ValueError, match="larger"):
+        _uniform.drop_below(rows, np.zeros((4, 18)), np.ones(60), -1)
