@@ -6,8 +6,9 @@
    from it. Only two parts of the configuration matter:
      - the stack's words, top first (P of them);
      - the "right stack": the buffer words that can still take part in an arc, namely
-       those whose gold head lies left of the buffer, or that some word left of them
-       needs as its head. Other buffer words' gold arcs are still all reachable.
+       those whose gold head lies left of the buffer, or that a stack word or a right-
+       stack word left of them needs as its head. Other buffer words' gold arcs are
+       still all reachable.
    Together they are a sequence of P + Q nodes. The cost of the best tree over a span
    of that sequence, with a given node as the span's head, fills a table over spans,
    grown one node at a time from either side. A span grows by one node w in one of
@@ -66,9 +67,9 @@ static int32_t arc_loss(int32_t base, int32_t n, const int32_t *above, int32_t P
     int32_t Q = 0, inf = n + 1;
     for (int32_t c = 0; c <= n; ++c)
         marked[c] = 0;
-    for (int32_t c = 1; c < next_word; ++c)
-        if (gold_head[base + c] >= next_word)
-            marked[gold_head[base + c]] = 1;
+    for (int32_t k = 0; k < P; ++k)            /* (a word already attached is no child) */
+        if (gold_head[base + above[k]] >= next_word)
+            marked[gold_head[base + above[k]]] = 1;
     for (int32_t b = next_word; b <= n; ++b) {
         if (gold_head[base + b] < next_word || marked[b]) {
             right[Q++] = b;

@@ -79,6 +79,20 @@ def projective_trees(const int32_t[::1] heads, const int32_t[::1] lengths):
     return out.view(bool)
 
 
+def arc_loss_py(stack, int32_t next_word, gold_heads):
+    """The C arc_loss of one configuration, on fresh buffers: a test hook (the
+    tests hold it to transitions.arc_loss, the readable twin). stack: positions
+    from ROOT (0) up; gold_heads: 1-based with a dummy at 0; the buffer is
+    next_word .. len(gold_heads) - 1."""
+    cdef int32_t n = len(gold_heads) - 1
+    cdef int32_t[::1] gold = np.ascontiguousarray(gold_heads, np.int32)
+    cdef int32_t[::1] above = np.ascontiguousarray(list(stack)[:0:-1] + [0], np.int32)
+    cdef int32_t[::1] work = np.empty(3 * (n + 1) + 2 * (n + 1) * n + 1, np.int32)
+    if len(stack) < 1 or not 1 <= next_word <= n + 1:
+        raise ValueError("a stack from ROOT up and a next word in 1 .. n + 1")
+    return arc_loss(0, n, &above[0], len(stack) - 1, next_word, &gold[0], &work[0])
+
+
 cdef class ArcStandardBatch:
     """States of a batch of sentences, parsed together (see the module's notes)."""
 

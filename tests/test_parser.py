@@ -5,6 +5,7 @@ import pytest
 
 import fastgrad
 from fastgrad.examples import parser as P
+from fastgrad._arc_standard import arc_loss_py
 from fastgrad.parser import transitions
 
 JOHN = P.Tree(words=["John", "saw", "Mary", "."], tags=["NOUN", "VERB", "NOUN", "PUNCT"],
@@ -224,6 +225,20 @@ def test_exploration_in_c_equals_its_python_twin(follow):
         assert (got.idx != static.idx).any()
 
 
+def test_arc_loss_counts_no_child_already_attached():
+    # word 3 hangs under 2 (wrong; gold: under 4) and has left the stack: it no longer
+    # needs 4, so 4 and 5 may build their gold arcs after 1 and 2 go under 5 (loss 0)
+    gold = [0, 5, 1, 4, 5, 0]
+    state = transitions.State(5)
+    for move in (0, 0, 0, 2):        # SHIFT 1, 2, 3; RIGHT-ARC 2 -> 3 (one label)
+        state.apply(move, 1)
+    assert state.stack == [0, 1, 2] and state.next == 4
+    assert transitions.right_stack(state.stack, 4, 5, gold) == [5]
+    assert transitions.arc_loss(state.stack, 4, 5, gold) == 0
+    assert min(x for x in transitions.move_losses(state, gold) if x is not None) == 0
+    assert arc_loss_py(state.stack, 4, gold) == 0      # the C twin
+
+
 def test_dynamic_targets_with_nan_scores_equal_the_python_twin():
     # a NaN score orders no move: every move is costed, as the twin does
     trees = P.load_splits()["train"][:60]
@@ -292,5 +307,6 @@ def test_arc_loss_is_the_best_reachable_tree_by_brute_force():
             continue
         loss = transitions.arc_loss(state.stack, state.next, n, gold)
         assert loss == best(list(state.stack), state.next, n, gold)
+        assert arc_loss_py(state.stack, state.next, gold) == loss
         assert min(x for x in transitions.move_losses(state, gold) if x is not None) == loss
         checked += 1

@@ -154,14 +154,17 @@ def features(state: State, words, tags, vocab: Vocabulary, out) -> None:
         out[label_slot + i] = label_base + labels[t] if t >= 0 else null_l
 
 
-def right_stack(next_word: int, n: int, gold_heads) -> list:
+def right_stack(stack, next_word: int, n: int, gold_heads) -> list:
     """The buffer words (next_word..n) a dynamic oracle must consider: those whose
-    gold head lies left of the buffer, or with a gold child left of the buffer or
-    among the words kept before them. Every other buffer word's gold arcs join
-    buffer words only, and building them costs nothing (Goldberg, Sartorio & Satta
-    2014). gold_heads: 1-based with a dummy at 0."""
+    gold head lies left of the buffer, or with a gold child on the stack or among
+    the words kept before them. Every other buffer word's gold arcs join buffer
+    words only, and building them costs nothing (Goldberg, Sartorio & Satta 2014).
+    A word already attached is no child that counts: its head is fixed, and a
+    buffer word kept for it alone would join the stack's tree for nothing (which
+    overstated the loss of some states: tests/test_parser.py's brute force).
+    stack: positions from ROOT (0) up; gold_heads: 1-based with a dummy at 0."""
     marked = [False] * (n + 1)
-    for c in range(1, next_word):
+    for c in stack[1:]:
         if gold_heads[c] >= next_word:
             marked[gold_heads[c]] = True
     kept = []
@@ -185,7 +188,7 @@ def arc_loss(stack, next_word: int, n: int, gold_heads) -> int:
     dependent) or by the next right-stack word (likewise); ROOT takes the final
     span's head as its one dependent."""
     above = stack[:0:-1]                   # the stack's words, top first
-    right = right_stack(next_word, n, gold_heads)
+    right = right_stack(stack, next_word, n, gold_heads)
     P, Q = len(above), len(right)
     if P + Q == 0:
         return 0
