@@ -347,12 +347,13 @@ class Exploration:
         out = self.instances
         batch = _batch(self.vocab, self.word, self.tag, self.lengths)
         rows = np.zeros((len(self.lengths), self.vocab.n_features), np.int64)
-        n = batch.n_unfinished
+        n = batch.explore_forced(self.heads, self.first_row, out.idx, out.y, threads)
         while n:
             batch.features(rows, threads)
             scores = np.ascontiguousarray(predictor(rows[:n]))
             n = batch.explore(scores, rows, self.heads, self.labels, self.first_row, out.idx,
                               out.y, float(follow), seed % 2**64, threads)
+            n = batch.explore_forced(self.heads, self.first_row, out.idx, out.y, threads)
         return out
 
 
