@@ -45,7 +45,9 @@ class _Setup(NamedTuple):
     n_lifted: int         # non-projective training trees lifted
     vectors_note: str     # for the progress line
     vectors_meta: dict    # for the model file
-    trees: list           # the training trees (lifted), for exploration
+    trees: list           # the training trees (lifted)
+    exploration: object   # transitions.Exploration (None: no epoch explores)
+    word_counts: object   # _word_counts (None: no word dropout)
 
 
 def _check_choices(nonprojective, word_vectors, raw_text, embeddings, oracle,
@@ -68,8 +70,9 @@ def _check_choices(nonprojective, word_vectors, raw_text, embeddings, oracle,
 
 def _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim, hidden,
              seed, embeddings, optimizer, lr, threads, comm, nonprojective, word_vectors,
-             raw_text, skipgram):
-    """What train needs before its first epoch (the same on every rank)."""
+             raw_text, skipgram, explores, word_dropout):
+    """What train needs before its first epoch (the same on every rank); explores:
+    whether an epoch will explore."""
     from fastgrad import _threads
     from fastgrad._arc_standard import projective_trees
 
@@ -108,6 +111,10 @@ def _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim, 
             raise ValueError("no training sentence is projective: the arc-standard oracle "
                              "has nothing to learn from")
         dev_score = _DevScorer(dev_bank, vocab, Lowering(vocab.labels, nonprojective == "lift"))
+        # made while the word vectors are trained (the core is free until they are
+        # done); Exploration's arrays are not written before its first run
+        exploration = Exploration(trees, vocab) if explores else None
+        word_counts = _word_counts(trees, vocab) if word_dropout > 0 else None
     except BaseException:
         if job is not None:
             job.cancel()   # no loop left running behind the error, nor waited for
@@ -132,7 +139,7 @@ def _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim, 
         note, meta = "random word vectors", {"source": "none"}
     opt = make_optimizer(optimizer, p, lr)
     return _Setup(vocab, data, p, opt, dev_score, threads, tag_columns,
-                  len(lifted), note, meta, trees)
+                  len(lifted), note, meta, trees, exploration, word_counts)
 
 
 def _evaluate_and_save(model, dev_score, best, model_path, comm):
@@ -326,7 +333,8 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
                        explore_after, explore_p, word_dropout, lr_decay)
         setup = _prepare(train_sentences, dev_sentences, tag_columns, min_count, embed_dim,
                          hidden, seed, embeddings, optimizer, lr, threads, comm,
-                         nonprojective, word_vectors, raw_text, skipgram)
+                         nonprojective, word_vectors, raw_text, skipgram,
+                         oracle == "dynamic" and epochs > explore_after, word_dropout)
     except (OSError, ValueError) as err:
         if comm is None:
             raise
@@ -358,24 +366,23 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
     previous = _threads._user_threads
     fastgrad.set_num_threads(threads)
     try:
-        exploration = dropped = None
-        trees = setup.trees
-        word_counts = _word_counts(trees, vocab) if word_dropout > 0 else None
+        dropped, explored = None, False
+        exploration, word_counts = setup.exploration, setup.word_counts
         for epoch in range(1, epochs + 1):
             epoch_data, explore_note = data, ""
             if oracle == "dynamic" and epoch > explore_after:
                 t0 = time.perf_counter()
-                if exploration is None:   # the static rows are never used again
+                if not explored:   # the static rows are never used again
                     data = dropped = setup = epoch_data = None
-                    exploration = Exploration(trees, vocab)
-                epoch_data = exploration.run(model._predictor(refresh=True), explore_p,
+                    explored = True
+                # (the dev parse just refreshed the cache, except on ranks other than 0)
+                epoch_data = exploration.run(model._predictor(refresh=rank != 0), explore_p,
                                              seed * 100_003 + epoch, n_threads=threads)
                 if comm is not None:
                     _same_on_every_rank(comm, epoch_data)
                 explore_note = f"explored in {time.perf_counter() - t0:.1f} s, "
             if word_dropout > 0:   # dropped in place where the rows are not used again
-                in_place = exploration is not None or (oracle == "dynamic"
-                                                       and epoch == explore_after)
+                in_place = explored or (oracle == "dynamic" and epoch == explore_after)
                 # (no other name may keep these rows: the static ones must be freed
                 # before exploration's arrays are made)
                 epoch_data = epoch_data._replace(idx=word_dropout_rows(
