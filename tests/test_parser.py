@@ -254,6 +254,22 @@ def test_dynamic_targets_with_nan_scores_equal_the_python_twin():
     assert np.array_equal(got.y, want.y) and np.array_equal(got.idx, want.idx)
 
 
+def test_exploration_writes_into_the_static_rows_it_is_given():
+    trees = P.load_splits()["train"][:80] + [CROSSING]
+    vocab = P.Vocabulary(trees, min_count=2)
+    predictor = random_predictor(vocab)
+    static = transitions.make_instances(trees, vocab)
+    reusing = transitions.Exploration(trees, vocab)
+    reusing.reuse(static)
+    got = reusing.run(predictor, 0.6, seed=3)
+    want = transitions.Exploration(trees, vocab).run(predictor, 0.6, seed=3)
+    assert got.idx is static.idx and got.y is static.y
+    assert np.array_equal(got.idx, want.idx) and np.array_equal(got.y, want.y)
+    other = transitions.Exploration(trees[:40], vocab)   # other shapes: not taken
+    other.reuse(static)
+    assert other.run(predictor, 0.6, seed=3).idx is not static.idx
+
+
 def test_following_the_dynamic_oracle_builds_the_gold_tree():
     trees = P.load_splits()["train"][:200]
     vocab = P.Vocabulary(trees, min_count=2)

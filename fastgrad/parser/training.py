@@ -373,6 +373,7 @@ def train(train_sentences, dev_sentences, model_path, *, epochs: int = 20,
             if oracle == "dynamic" and epoch > explore_after:
                 t0 = time.perf_counter()
                 if not explored:   # the static rows are never used again
+                    exploration.reuse(data)
                     data = dropped = setup = epoch_data = None
                     explored = True
                 # (the dev parse just refreshed the cache, except on ranks other than 0)
